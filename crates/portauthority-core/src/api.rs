@@ -1,0 +1,539 @@
+//! The wire shapes of HTTP API v1 (also the `data` of bus commands), and their parsing
+//! into validated commands.
+//!
+//! Request types are deliberately lenient (optional strings) so that validation can report
+//! every problem with a field name; response types are exact.
+
+use crate::ids::{JobId, TaskId};
+use crate::status::{Counters, Status};
+use crate::time::Timestamp;
+use crate::validate::{self, Limits, Meta, Name, ValidationErrors};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use serde_json::value::RawValue;
+
+// ---------------------------------------------------------------------------------------
+// Resources
+
+/// A job, as every endpoint returns it.
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Job {
+    pub id: JobId,
+    pub correlation_id: Option<String>,
+    #[serde(rename = "type")]
+    pub job_type: String,
+    pub namespace: String,
+    pub status: Status,
+    pub start_time: Timestamp,
+    pub end_time: Option<Timestamp>,
+    pub tasks: Counters,
+    #[schema(value_type = Object)]
+    pub meta: Box<RawValue>,
+    pub auto_complete: bool,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+/// Progress a task reports: `current` of `total` (units are the client's).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Progress {
+    pub current: u64,
+    pub total: Option<u64>,
+}
+
+/// A task, as every endpoint returns it.
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Task {
+    pub id: TaskId,
+    pub job_id: JobId,
+    #[serde(rename = "type")]
+    pub task_type: String,
+    pub namespace: String,
+    pub status: Status,
+    pub start_time: Timestamp,
+    pub end_time: Option<Timestamp>,
+    /// Starts at 1; each retry of a failed task adds one.
+    pub attempt: i64,
+    pub progress: Option<Progress>,
+    pub error: Option<String>,
+    #[schema(value_type = Object)]
+    pub meta: Box<RawValue>,
+    /// Fail the task (reason `timed_out`) when no heartbeat or progress arrives for this long.
+    pub timeout_seconds: Option<i64>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct JobEnvelope {
+    pub job: Job,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct TaskEnvelope {
+    pub task: Task,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct TasksEnvelope {
+    pub tasks: Vec<Task>,
+}
+
+/// One page of a list.
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct PageInfo {
+    pub page: u64,
+    pub page_size: u64,
+    pub total_pages: u64,
+    pub total_items: u64,
+    pub sort: SortField,
+    pub order: SortOrder,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct JobPage {
+    #[serde(flatten)]
+    pub info: PageInfo,
+    pub jobs: Vec<Job>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct TaskPage {
+    #[serde(flatten)]
+    pub info: PageInfo,
+    pub tasks: Vec<Task>,
+}
+
+/// What a history event records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    /// The job was registered.
+    Created,
+    /// A task was added to the job.
+    TaskAdded,
+    /// A job or task changed status (`from`, `to`, `reason`).
+    StatusChanged,
+    /// A task reported it is alive, with optional progress and message.
+    Heartbeat,
+    /// A client posted a note.
+    Note,
+}
+
+impl EventKind {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Created => "created",
+            EventKind::TaskAdded => "task_added",
+            EventKind::StatusChanged => "status_changed",
+            EventKind::Heartbeat => "heartbeat",
+            EventKind::Note => "note",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<EventKind> {
+        Some(match s {
+            "created" => EventKind::Created,
+            "task_added" => EventKind::TaskAdded,
+            "status_changed" => EventKind::StatusChanged,
+            "heartbeat" => EventKind::Heartbeat,
+            "note" => EventKind::Note,
+            _ => return None,
+        })
+    }
+}
+
+/// One entry of a job's append-only history.
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct HistoryEvent {
+    /// Installation-wide, strictly increasing.
+    pub seq: i64,
+    pub job_id: JobId,
+    pub task_id: Option<TaskId>,
+    pub kind: EventKind,
+    pub time: Timestamp,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub from: Option<Status>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub to: Option<Status>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub reason: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub message: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    #[schema(value_type = Option<Object>)]
+    pub data: Option<Box<RawValue>>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub progress: Option<Progress>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct HistoryPage {
+    pub events: Vec<HistoryEvent>,
+    /// Pass as `after` to read on; null when this page reached the end.
+    pub next_after: Option<i64>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct EventEnvelope {
+    pub event: HistoryEvent,
+}
+
+// ---------------------------------------------------------------------------------------
+// Sorting
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SortField {
+    #[default]
+    StartTime,
+    EndTime,
+    CreatedAt,
+    UpdatedAt,
+    Type,
+    Namespace,
+    Status,
+}
+
+impl SortField {
+    pub fn parse(s: &str) -> Option<SortField> {
+        Some(match s {
+            "start_time" => SortField::StartTime,
+            "end_time" => SortField::EndTime,
+            "created_at" => SortField::CreatedAt,
+            "updated_at" => SortField::UpdatedAt,
+            "type" => SortField::Type,
+            "namespace" => SortField::Namespace,
+            "status" => SortField::Status,
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SortOrder {
+    #[default]
+    Asc,
+    Desc,
+}
+
+// ---------------------------------------------------------------------------------------
+// Requests
+
+/// Body of `POST /v1/jobs`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct CreateJobRequest {
+    /// Optional; the server makes a UUIDv7 when absent. Sending the same id and content
+    /// again returns the existing job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<JobId>,
+    #[serde(default)]
+    pub correlation_id: Option<String>,
+    /// Required, 1–128 characters.
+    #[serde(rename = "type", default)]
+    #[schema(required = true)]
+    pub job_type: Option<String>,
+    /// Required, 1–128 characters.
+    #[serde(default)]
+    #[schema(required = true)]
+    pub namespace: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub meta: Option<Value>,
+    /// Default true: the job ends by itself when all its tasks have.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auto_complete: Option<bool>,
+    /// Default: the time of registration.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_time: Option<Timestamp>,
+    /// Tasks created atomically with the job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tasks: Option<Vec<CreateTaskRequest>>,
+}
+
+/// Body of `POST /v1/jobs/{id}/tasks`, and an item of a batch.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct CreateTaskRequest {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<TaskId>,
+    #[serde(rename = "type", default)]
+    #[schema(required = true)]
+    pub task_type: Option<String>,
+    #[serde(default)]
+    #[schema(required = true)]
+    pub namespace: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub meta: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_time: Option<Timestamp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_seconds: Option<i64>,
+}
+
+/// Body of `POST /v1/jobs/{id}/tasks/batch`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct CreateTasksRequest {
+    pub tasks: Vec<CreateTaskRequest>,
+}
+
+/// Body of `PUT /v1/jobs/{id}/status`.
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct SetJobStatusRequest {
+    /// `completed`, `failed` or `cancelled`.
+    pub status: Status,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// Body of `PUT /v1/jobs/{id}/tasks/{task_id}/status`.
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct SetTaskStatusRequest {
+    pub status: Status,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<Progress>,
+}
+
+/// One item of `POST /v1/tasks/status`. Ids and status are strings here so that one bad
+/// item is reported on its own instead of failing the whole batch.
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct TaskStatusUpdateItem {
+    pub job_id: String,
+    pub task_id: String,
+    pub status: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<Progress>,
+}
+
+/// Body of `POST /v1/tasks/status`.
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct TaskStatusBatchRequest {
+    pub updates: Vec<TaskStatusUpdateItem>,
+}
+
+/// The outcome of one item of `POST /v1/tasks/status`.
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct TaskStatusResult {
+    pub job_id: String,
+    pub task_id: String,
+    /// The HTTP status this item would have had on its own.
+    pub status: u16,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task: Option<Task>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<Problem>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct TaskStatusBatchResponse {
+    pub results: Vec<TaskStatusResult>,
+}
+
+/// Body of `POST .../heartbeat`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct HeartbeatRequest {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<Progress>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// Body of `POST .../history`.
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct NoteRequest {
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub data: Option<Value>,
+}
+
+/// RFC 9457 problem details, the body of every error response.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Problem {
+    #[serde(rename = "type")]
+    pub problem_type: String,
+    pub title: String,
+    pub status: u16,
+    pub detail: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub errors: Option<Vec<crate::validate::ValidationError>>,
+}
+
+// ---------------------------------------------------------------------------------------
+// Validated commands
+
+/// A task to register, validated.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewTask {
+    pub id: TaskId,
+    /// False when the server made the id: such a task can never be a repeat of another.
+    pub id_supplied: bool,
+    pub task_type: Name,
+    pub namespace: Name,
+    pub meta: Meta,
+    pub start_time: Option<Timestamp>,
+    pub timeout_seconds: Option<i64>,
+}
+
+/// A job to register, validated.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewJob {
+    pub id: JobId,
+    pub id_supplied: bool,
+    pub correlation_id: Option<String>,
+    pub job_type: Name,
+    pub namespace: Name,
+    pub meta: Meta,
+    pub auto_complete: bool,
+    pub start_time: Option<Timestamp>,
+    pub tasks: Vec<NewTask>,
+}
+
+impl CreateTaskRequest {
+    pub fn validate(self, limits: &Limits) -> Result<NewTask, ValidationErrors> {
+        let mut errs = ValidationErrors::default();
+        let task_type = errs.check("type", Name::parse(self.task_type, limits));
+        let namespace = errs.check("namespace", Name::parse(self.namespace, limits));
+        let meta = errs.check("meta", Meta::parse(self.meta, limits));
+        let timeout = errs.check(
+            "timeout_seconds",
+            match self.timeout_seconds {
+                Some(t) if !(1..=31_536_000).contains(&t) => {
+                    Err("must be between 1 and 31536000 seconds".into())
+                }
+                t => Ok(t),
+            },
+        );
+        let id_supplied = self.id.is_some();
+        errs.into_result(|| NewTask {
+            id: self.id.unwrap_or_default(),
+            id_supplied,
+            task_type: task_type.expect("checked"),
+            namespace: namespace.expect("checked"),
+            meta: meta.expect("checked"),
+            start_time: self.start_time,
+            timeout_seconds: timeout.expect("checked"),
+        })
+    }
+}
+
+/// Validates a list of tasks: at most `batch_max`, no id twice.
+pub fn validate_tasks(
+    tasks: Vec<CreateTaskRequest>,
+    field: &str,
+    limits: &Limits,
+) -> Result<Vec<NewTask>, ValidationErrors> {
+    let mut errs = ValidationErrors::default();
+    if tasks.len() > limits.batch_max {
+        errs.push(
+            field,
+            format!("at most {} tasks per request", limits.batch_max),
+        );
+        return Err(errs);
+    }
+    let mut out = Vec::with_capacity(tasks.len());
+    let mut seen = std::collections::HashSet::new();
+    for (i, t) in tasks.into_iter().enumerate() {
+        if let Some(id) = t.id
+            && !seen.insert(id)
+        {
+            errs.push(format!("{field}[{i}].id"), "appears twice in this request");
+        }
+        match t.validate(limits) {
+            Ok(t) => out.push(t),
+            Err(e) => errs.extend(e.nest(&format!("{field}[{i}]"))),
+        }
+    }
+    errs.into_result(|| out)
+}
+
+impl CreateJobRequest {
+    pub fn validate(self, limits: &Limits) -> Result<NewJob, ValidationErrors> {
+        let mut errs = ValidationErrors::default();
+        let job_type = errs.check("type", Name::parse(self.job_type, limits));
+        let namespace = errs.check("namespace", Name::parse(self.namespace, limits));
+        let correlation_id = errs.check(
+            "correlation_id",
+            validate::correlation_id(self.correlation_id, limits),
+        );
+        let meta = errs.check("meta", Meta::parse(self.meta, limits));
+        let tasks = match validate_tasks(self.tasks.unwrap_or_default(), "tasks", limits) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                errs.extend(e);
+                None
+            }
+        };
+        let id_supplied = self.id.is_some();
+        errs.into_result(|| NewJob {
+            id: self.id.unwrap_or_default(),
+            id_supplied,
+            correlation_id: correlation_id.expect("checked"),
+            job_type: job_type.expect("checked"),
+            namespace: namespace.expect("checked"),
+            meta: meta.expect("checked"),
+            auto_complete: self.auto_complete.unwrap_or(true),
+            start_time: self.start_time,
+            tasks: tasks.expect("checked"),
+        })
+    }
+}
+
+/// Checks free text fields shared by status requests.
+pub fn validate_texts(
+    fields: &[(&str, &Option<String>)],
+    limits: &Limits,
+) -> Result<(), ValidationErrors> {
+    let mut errs = ValidationErrors::default();
+    for (name, value) in fields {
+        if let Some(v) = value
+            && v.chars().count() > limits.text_max
+        {
+            errs.push(
+                *name,
+                format!("must be at most {} characters", limits.text_max),
+            );
+        }
+    }
+    errs.into_result(|| ())
+}
+
+impl NewTask {
+    /// Whether `existing` is what this request would have created: the client-supplied
+    /// fields after defaults (an omitted `start_time` matches any stored one).
+    pub fn matches(&self, job_id: JobId, existing: &Task) -> bool {
+        existing.job_id == job_id
+            && existing.task_type == self.task_type.as_str()
+            && existing.namespace == self.namespace.as_str()
+            && meta_equals(&self.meta, &existing.meta)
+            && existing.timeout_seconds == self.timeout_seconds
+            && self.start_time.is_none_or(|t| t == existing.start_time)
+    }
+}
+
+impl NewJob {
+    /// Whether `existing` is what this request would have created (tasks aside).
+    pub fn matches(&self, existing: &Job) -> bool {
+        existing.job_type == self.job_type.as_str()
+            && existing.namespace == self.namespace.as_str()
+            && existing.correlation_id == self.correlation_id
+            && existing.auto_complete == self.auto_complete
+            && meta_equals(&self.meta, &existing.meta)
+            && self.start_time.is_none_or(|t| t == existing.start_time)
+    }
+}
+
+fn meta_equals(meta: &Meta, stored: &RawValue) -> bool {
+    meta.as_json() == stored.get()
+        || serde_json::from_str::<serde_json::Map<String, Value>>(stored.get())
+            .is_ok_and(|m| &m == meta.as_map())
+}

@@ -1,0 +1,20 @@
+//! The Port Authority domain: identifiers, statuses, validated values, the wire shapes of
+//! the HTTP API and the state machine that decides what a change does.
+//!
+//! This crate does no I/O: no database, no HTTP, no clock it does not receive as an
+//! argument. Everything here is a pure function of its inputs, which is what lets the
+//! same rules run inside a SQLite transaction, a PostgreSQL transaction and a property test.
+
+pub mod api;
+pub mod ids;
+pub mod machine;
+pub mod status;
+pub mod time;
+pub mod validate;
+
+pub use api::EventKind;
+pub use ids::{JobId, TaskId};
+pub use machine::{EventDraft, JobState, Refusal, TaskChange, TaskState};
+pub use status::{Counters, Status};
+pub use time::Timestamp;
+pub use validate::{Limits, Name, ValidationError, ValidationErrors};

@@ -1,0 +1,296 @@
+//! Validated values. Input is parsed once, at the edge, into these types; code past the
+//! edge never checks them again.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use std::fmt;
+
+/// Configurable limits on input sizes.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// Longest `type` or `namespace`, in characters.
+    pub name_max: usize,
+    /// Longest `correlation_id`, in characters.
+    pub correlation_id_max: usize,
+    /// Largest `meta` (or note `data`) object, in bytes of compact JSON.
+    pub meta_max_bytes: usize,
+    /// Most items in one batch request.
+    pub batch_max: usize,
+    /// Longest free text (`reason`, `message`, `error`), in characters.
+    pub text_max: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            name_max: 128,
+            correlation_id_max: 256,
+            meta_max_bytes: 16 * 1024,
+            batch_max: 1000,
+            text_max: 4096,
+        }
+    }
+}
+
+/// One problem with one field of the input.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ValidationError {
+    /// Where in the input, e.g. `namespace` or `tasks[3].type`.
+    pub field: String,
+    pub message: String,
+}
+
+/// Everything wrong with one input, collected rather than stopping at the first problem.
+#[derive(Clone, Debug, Default, PartialEq, Eq, thiserror::Error)]
+pub struct ValidationErrors(pub Vec<ValidationError>);
+
+impl fmt::Display for ValidationErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let parts: Vec<String> = self
+            .0
+            .iter()
+            .map(|e| format!("{}: {}", e.field, e.message))
+            .collect();
+        f.write_str(&parts.join("; "))
+    }
+}
+
+impl ValidationErrors {
+    pub fn push(&mut self, field: impl Into<String>, message: impl Into<String>) {
+        self.0.push(ValidationError {
+            field: field.into(),
+            message: message.into(),
+        });
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Runs a check and records its failure under `field`, returning the value if it passed.
+    pub fn check<T>(&mut self, field: &str, result: Result<T, String>) -> Option<T> {
+        match result {
+            Ok(v) => Some(v),
+            Err(message) => {
+                self.push(field, message);
+                None
+            }
+        }
+    }
+
+    /// Prefixes every field with `prefix` (for items of a list).
+    pub fn nest(self, prefix: &str) -> ValidationErrors {
+        ValidationErrors(
+            self.0
+                .into_iter()
+                .map(|e| ValidationError {
+                    field: format!("{prefix}.{}", e.field),
+                    message: e.message,
+                })
+                .collect(),
+        )
+    }
+
+    pub fn extend(&mut self, other: ValidationErrors) {
+        self.0.extend(other.0);
+    }
+
+    /// `Ok(value)` when nothing was recorded.
+    pub fn into_result<T>(self, value: impl FnOnce() -> T) -> Result<T, ValidationErrors> {
+        if self.0.is_empty() {
+            Ok(value())
+        } else {
+            Err(self)
+        }
+    }
+}
+
+/// A job or task `type` or `namespace`: 1 to `name_max` characters, no control characters.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct Name(String);
+
+impl Name {
+    pub fn parse(value: Option<String>, limits: &Limits) -> Result<Name, String> {
+        let s = value.ok_or_else(|| "is required".to_owned())?;
+        let len = s.chars().count();
+        if len == 0 {
+            return Err("must not be empty".into());
+        }
+        if len > limits.name_max {
+            return Err(format!("must be at most {} characters", limits.name_max));
+        }
+        if s.chars().any(char::is_control) {
+            return Err("must not contain control characters".into());
+        }
+        Ok(Name(s))
+    }
+
+    /// A name read back from a store, which only ever holds parsed names.
+    pub fn from_stored(s: String) -> Name {
+        Name(s)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn into_string(self) -> String {
+        self.0
+    }
+}
+
+/// Optional free text bounded by `limit` characters.
+pub fn bounded_text(value: Option<String>, limit: usize) -> Result<Option<String>, String> {
+    match value {
+        Some(s) if s.chars().count() > limit => Err(format!("must be at most {limit} characters")),
+        other => Ok(other),
+    }
+}
+
+/// A job's `correlation_id`: absent, or 1 to `correlation_id_max` characters.
+pub fn correlation_id(value: Option<String>, limits: &Limits) -> Result<Option<String>, String> {
+    match bounded_text(value, limits.correlation_id_max)? {
+        Some(s) if s.is_empty() => Err("must not be empty (omit it or send null)".into()),
+        other => Ok(other),
+    }
+}
+
+/// Client metadata: a JSON object of at most `meta_max_bytes` bytes. Absent or null is `{}`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Meta {
+    map: Map<String, Value>,
+    json: String,
+}
+
+impl Meta {
+    pub fn parse(value: Option<Value>, limits: &Limits) -> Result<Meta, String> {
+        let map = match value {
+            None | Some(Value::Null) => Map::new(),
+            Some(Value::Object(map)) => map,
+            Some(_) => return Err("must be a JSON object".into()),
+        };
+        let json = serde_json::to_string(&map).map_err(|e| e.to_string())?;
+        if json.len() > limits.meta_max_bytes {
+            return Err(format!(
+                "must be at most {} bytes of JSON (got {})",
+                limits.meta_max_bytes,
+                json.len()
+            ));
+        }
+        Ok(Meta { map, json })
+    }
+
+    pub fn empty() -> Meta {
+        Meta {
+            map: Map::new(),
+            json: "{}".into(),
+        }
+    }
+
+    /// Compact JSON, as stored.
+    pub fn as_json(&self) -> &str {
+        &self.json
+    }
+
+    pub fn as_map(&self) -> &Map<String, Value> {
+        &self.map
+    }
+
+    /// Index entries for the `meta.<key>=<value>` filter: one `(key, tagged value)` per
+    /// top-level key whose value is a string, number or boolean.
+    pub fn index_entries(&self) -> impl Iterator<Item = (&str, String)> {
+        self.map.iter().filter_map(|(k, v)| {
+            let tagged = match v {
+                Value::String(s) => format!("s:{s}"),
+                Value::Number(n) => format!("n:{}", canonical_number(n)?),
+                Value::Bool(b) => format!("b:{b}"),
+                _ => return None,
+            };
+            Some((k.as_str(), tagged))
+        })
+    }
+}
+
+/// The tagged index values a `meta.<key>=<raw>` filter matches: the string itself, and
+/// the number or boolean it spells.
+pub fn meta_filter_values(raw: &str) -> Vec<String> {
+    let mut values = vec![format!("s:{raw}")];
+    if let Some(n) = raw
+        .trim()
+        .parse::<serde_json::Number>()
+        .ok()
+        .as_ref()
+        .and_then(canonical_number)
+    {
+        values.push(format!("n:{n}"));
+    }
+    if raw == "true" || raw == "false" {
+        values.push(format!("b:{raw}"));
+    }
+    values
+}
+
+/// One spelling per numeric value: `123`, `123.0` and `1.23e2` are all `123`.
+fn canonical_number(n: &serde_json::Number) -> Option<String> {
+    if let Some(i) = n.as_i64() {
+        return Some(i.to_string());
+    }
+    if let Some(u) = n.as_u64() {
+        return Some(u.to_string());
+    }
+    let f = n.as_f64()?;
+    if !f.is_finite() {
+        return None;
+    }
+    if f.fract() == 0.0 && f.abs() < 9.0e15 {
+        return Some((f as i64).to_string());
+    }
+    Some(f.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn names_are_bounded_and_required() {
+        let l = Limits::default();
+        assert!(Name::parse(None, &l).is_err());
+        assert!(Name::parse(Some(String::new()), &l).is_err());
+        assert!(Name::parse(Some("x".repeat(128)), &l).is_ok());
+        assert!(Name::parse(Some("x".repeat(129)), &l).is_err());
+        assert!(Name::parse(Some("a\nb".into()), &l).is_err());
+    }
+
+    #[test]
+    fn meta_must_be_a_small_object() {
+        let l = Limits::default();
+        assert_eq!(Meta::parse(None, &l).unwrap().as_json(), "{}");
+        assert!(Meta::parse(Some(json!([1])), &l).is_err());
+        assert!(Meta::parse(Some(json!({"a": "x".repeat(17000)})), &l).is_err());
+    }
+
+    #[test]
+    fn a_meta_filter_matches_the_string_and_the_number_it_spells() {
+        let l = Limits::default();
+        let m = Meta::parse(
+            Some(json!({"release_id": 123, "name": "123", "ok": true, "f": 1.5, "o": {}})),
+            &l,
+        )
+        .unwrap();
+        let entries: Vec<(String, String)> =
+            m.index_entries().map(|(k, v)| (k.to_owned(), v)).collect();
+        assert!(entries.contains(&("release_id".into(), "n:123".into())));
+        assert!(entries.contains(&("name".into(), "s:123".into())));
+        assert!(entries.contains(&("ok".into(), "b:true".into())));
+        assert!(entries.contains(&("f".into(), "n:1.5".into())));
+        assert_eq!(entries.len(), 4);
+        let wanted = meta_filter_values("123");
+        assert!(wanted.contains(&"n:123".to_string()) && wanted.contains(&"s:123".to_string()));
+        assert!(meta_filter_values("123.0").contains(&"n:123".to_string()));
+        assert!(meta_filter_values("true").contains(&"b:true".to_string()));
+        assert_eq!(meta_filter_values("abc"), vec!["s:abc".to_string()]);
+    }
+}

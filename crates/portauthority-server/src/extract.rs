@@ -1,0 +1,209 @@
+//! Request extraction that fails with problem JSON, never with the framework's plain text.
+
+use crate::error::ApiError;
+use axum::extract::{FromRequest, Request};
+use portauthority_core::api::{SortField, SortOrder};
+use portauthority_core::{JobId, Status, TaskId};
+use portauthority_store::Paging;
+use serde::de::DeserializeOwned;
+use std::str::FromStr;
+
+/// `axum::Json`, with rejections rendered as problems (400, 413, 415, 422).
+pub struct ApiJson<T>(pub T);
+
+impl<S, T> FromRequest<S> for ApiJson<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let axum::Json(value) = axum::Json::<T>::from_request(req, state).await?;
+        Ok(ApiJson(value))
+    }
+}
+
+/// Like [`ApiJson`], but an empty body (with or without a content type) is `T::default()`.
+pub struct OptionalJson<T>(pub T);
+
+impl<S, T> FromRequest<S> for OptionalJson<T>
+where
+    T: DeserializeOwned + Default,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let has_body = req
+            .headers()
+            .get(axum::http::header::CONTENT_LENGTH)
+            .is_none_or(|v| v.as_bytes() != b"0");
+        let has_type = req.headers().contains_key(axum::http::header::CONTENT_TYPE);
+        if !has_body || !has_type {
+            let (parts, body) = req.into_parts();
+            let bytes = axum::body::to_bytes(body, usize::MAX)
+                .await
+                .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+            if bytes.iter().all(u8::is_ascii_whitespace) {
+                return Ok(OptionalJson(T::default()));
+            }
+            let req = Request::from_parts(parts, axum::body::Body::from(bytes));
+            let ApiJson(v) = ApiJson::<T>::from_request(req, state).await?;
+            return Ok(OptionalJson(v));
+        }
+        let ApiJson(v) = ApiJson::<T>::from_request(req, state).await?;
+        Ok(OptionalJson(v))
+    }
+}
+
+/// Path ids: a malformed UUID names no resource, so it is a 404, not a 422.
+pub fn job_id(raw: &str) -> Result<JobId, ApiError> {
+    JobId::from_str(raw).map_err(|_| ApiError::NotFound(format!("job {raw} not found")))
+}
+
+pub fn task_id(job: JobId, raw: &str) -> Result<TaskId, ApiError> {
+    TaskId::from_str(raw)
+        .map_err(|_| ApiError::NotFound(format!("task {raw} not found in job {job}")))
+}
+
+/// A decoded query string, consumed parameter by parameter so that leftovers (typos) can
+/// be reported.
+pub struct Query {
+    pairs: Vec<(String, String)>,
+}
+
+impl Query {
+    pub fn parse(raw: Option<&str>) -> Result<Query, ApiError> {
+        let raw = raw.unwrap_or("");
+        // form_urlencoded never fails; reject what it would silently mangle.
+        if let Some(bad) = find_bad_escape(raw) {
+            return Err(ApiError::BadRequest(format!(
+                "the query string has a malformed percent-escape at byte {bad}"
+            )));
+        }
+        let pairs = url::form_urlencoded::parse(raw.as_bytes())
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        Ok(Query { pairs })
+    }
+
+    /// Takes the last non-empty value of any of `names` (empty values count as absent, as
+    /// an HTML form sends them).
+    pub fn take(&mut self, names: &[&str]) -> Option<String> {
+        let mut found = None;
+        self.pairs.retain(|(k, v)| {
+            if names.contains(&k.as_str()) {
+                if !v.is_empty() {
+                    found = Some(v.clone());
+                }
+                false
+            } else {
+                true
+            }
+        });
+        found
+    }
+
+    /// Takes every `prefix<key>=<value>` pair.
+    pub fn take_prefixed(&mut self, prefix: &str) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        self.pairs.retain(|(k, v)| match k.strip_prefix(prefix) {
+            Some(key) => {
+                out.push((key.to_owned(), v.clone()));
+                false
+            }
+            None => true,
+        });
+        out
+    }
+
+    pub fn number(&mut self, names: &[&str], min: u64, max: u64) -> Result<Option<u64>, ApiError> {
+        match self.take(names) {
+            None => Ok(None),
+            Some(v) => match v.parse::<u64>() {
+                Ok(n) if (min..=max).contains(&n) => Ok(Some(n)),
+                _ => Err(ApiError::invalid_field(
+                    names[0],
+                    format!("must be a whole number from {min} to {max}, got {v:?}"),
+                )),
+            },
+        }
+    }
+
+    pub fn statuses(&mut self) -> Result<Vec<Status>, ApiError> {
+        match self.take(&["status"]) {
+            None => Ok(Vec::new()),
+            Some(v) => v
+                .split(',')
+                .map(|s| {
+                    Status::from_str(s.trim())
+                        .map_err(|e| ApiError::invalid_field("status", e.to_string()))
+                })
+                .collect(),
+        }
+    }
+
+    pub fn paging(&mut self) -> Result<Paging, ApiError> {
+        let mut p = Paging::default();
+        if let Some(n) = self.number(&["page"], 1, u64::from(u32::MAX))? {
+            p.page = n;
+        }
+        if let Some(n) = self.number(&["size"], 1, 1000)? {
+            p.size = n;
+        }
+        if let Some(s) = self.take(&["sort"]) {
+            p.sort = SortField::parse(&s).ok_or_else(|| {
+                ApiError::invalid_field(
+                    "sort",
+                    format!(
+                        "unknown sort {s:?}: expected start_time, end_time, created_at, \
+                         updated_at, type, namespace or status"
+                    ),
+                )
+            })?;
+        }
+        if let Some(o) = self.take(&["order"]) {
+            p.order = match o.to_ascii_lowercase().as_str() {
+                "asc" => SortOrder::Asc,
+                "desc" => SortOrder::Desc,
+                _ => {
+                    return Err(ApiError::invalid_field(
+                        "order",
+                        format!("unknown order {o:?}: expected asc or desc"),
+                    ));
+                }
+            };
+        }
+        Ok(p)
+    }
+
+    /// Fails on any parameter nobody took.
+    pub fn finish(self, allowed: &str) -> Result<(), ApiError> {
+        match self.pairs.first() {
+            None => Ok(()),
+            Some((k, _)) => Err(ApiError::invalid_field(
+                k,
+                format!("unknown query parameter; this endpoint accepts {allowed}"),
+            )),
+        }
+    }
+}
+
+fn find_bad_escape(raw: &str) -> Option<usize> {
+    let b = raw.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let ok = b.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
+                && b.get(i + 2).is_some_and(u8::is_ascii_hexdigit);
+            if !ok {
+                return Some(i);
+            }
+            i += 3;
+        } else {
+            i += 1;
+        }
+    }
+    None
+}

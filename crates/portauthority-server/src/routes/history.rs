@@ -1,0 +1,122 @@
+use super::{ApiResult, Problems};
+use crate::AppState;
+use crate::error::ApiError;
+use crate::extract::{ApiJson, Query, job_id, task_id};
+use axum::Json;
+use axum::extract::{Path, RawQuery, State};
+use portauthority_core::api::{EventEnvelope, HistoryPage, NoteRequest};
+use portauthority_core::validate::Meta;
+use portauthority_core::{JobId, TaskId};
+use portauthority_store::{HistoryScope, NewNote};
+
+async fn read(
+    state: &AppState,
+    scope: HistoryScope,
+    raw: Option<String>,
+) -> ApiResult<HistoryPage> {
+    let mut q = Query::parse(raw.as_deref())?;
+    let after = q.number(&["after"], 0, i64::MAX as u64)?.unwrap_or(0) as i64;
+    let size = q.number(&["size"], 1, 1000)?.unwrap_or(100) as u32;
+    q.finish("after, size")?;
+    // One extra row tells whether there is more to read.
+    let mut events = state.store.history(scope, after, size + 1).await?;
+    let more = events.len() > size as usize;
+    events.truncate(size as usize);
+    let next_after = if more {
+        events.last().map(|e| e.seq)
+    } else {
+        None
+    };
+    Ok(Json(HistoryPage { events, next_after }))
+}
+
+async fn note(
+    state: &AppState,
+    job_id: JobId,
+    task_id: Option<TaskId>,
+    body: NoteRequest,
+) -> ApiResult<EventEnvelope> {
+    let limits = &state.limits;
+    if body.message.is_empty() || body.message.chars().count() > limits.text_max {
+        return Err(ApiError::invalid_field(
+            "message",
+            format!("must be 1 to {} characters", limits.text_max),
+        ));
+    }
+    let data = match body.data {
+        None | Some(serde_json::Value::Null) => None,
+        Some(v) => Some(
+            Meta::parse(Some(v), limits)
+                .map_err(|m| ApiError::invalid_field("data", m))?
+                .as_json()
+                .to_owned(),
+        ),
+    };
+    let event = state
+        .store
+        .add_note(NewNote {
+            job_id,
+            task_id,
+            message: body.message,
+            data,
+        })
+        .await?;
+    Ok(Json(EventEnvelope { event }))
+}
+
+/// Read a job's history: its own events and those of all its tasks, in `seq` order.
+#[utoipa::path(get, path = "/v1/jobs/{id}/history", tag = "history",
+    params(("id" = String, Path, description = "job id (UUID)"),
+        ("after" = Option<i64>, Query, description = "return events with seq greater than this"),
+        ("size" = Option<u32>, Query, description = "1 to 1000, default 100")),
+    responses((status = 200, body = HistoryPage), Problems))]
+pub async fn job_history(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> ApiResult<HistoryPage> {
+    let id = job_id(&id)?;
+    read(&state, HistoryScope::Job(id), raw).await
+}
+
+/// Append a note to a job's history.
+#[utoipa::path(post, path = "/v1/jobs/{id}/history", tag = "history", request_body = NoteRequest,
+    params(("id" = String, Path, description = "job id (UUID)")),
+    responses((status = 200, body = EventEnvelope), Problems))]
+pub async fn job_note(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<NoteRequest>,
+) -> ApiResult<EventEnvelope> {
+    let id = job_id(&id)?;
+    note(&state, id, None, body).await
+}
+
+/// Read one task's history, starting with its "task added" event.
+#[utoipa::path(get, path = "/v1/jobs/{id}/tasks/{task_id}/history", tag = "history",
+    params(("id" = String, Path, description = "job id (UUID)"), ("task_id" = String, Path, description = "task id (UUID)"),
+        ("after" = Option<i64>, Query), ("size" = Option<u32>, Query)),
+    responses((status = 200, body = HistoryPage), Problems))]
+pub async fn task_history(
+    State(state): State<AppState>,
+    Path((id, tid)): Path<(String, String)>,
+    RawQuery(raw): RawQuery,
+) -> ApiResult<HistoryPage> {
+    let id = job_id(&id)?;
+    let tid = task_id(id, &tid)?;
+    read(&state, HistoryScope::Task(id, tid), raw).await
+}
+
+/// Append a note to a task's history.
+#[utoipa::path(post, path = "/v1/jobs/{id}/tasks/{task_id}/history", tag = "history", request_body = NoteRequest,
+    params(("id" = String, Path, description = "job id (UUID)"), ("task_id" = String, Path, description = "task id (UUID)")),
+    responses((status = 200, body = EventEnvelope), Problems))]
+pub async fn task_note(
+    State(state): State<AppState>,
+    Path((id, tid)): Path<(String, String)>,
+    ApiJson(body): ApiJson<NoteRequest>,
+) -> ApiResult<EventEnvelope> {
+    let id = job_id(&id)?;
+    let tid = task_id(id, &tid)?;
+    note(&state, id, Some(tid), body).await
+}

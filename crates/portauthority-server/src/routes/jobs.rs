@@ -1,0 +1,107 @@
+use super::{ApiResult, Problems, page_info};
+use crate::AppState;
+use crate::error::ApiError;
+use crate::extract::{ApiJson, Query, job_id};
+use axum::Json;
+use axum::extract::{Path, RawQuery, State};
+use portauthority_core::api::{
+    CreateJobRequest, JobEnvelope, JobPage, SetJobStatusRequest, validate_texts,
+};
+use portauthority_core::validate::meta_filter_values;
+use portauthority_store::JobFilter;
+
+/// Register a job, optionally with its first tasks (created atomically with it).
+///
+/// Idempotent: the same `id` with the same content returns the stored job; the same `id`
+/// with other content is a conflict.
+#[utoipa::path(post, path = "/v1/jobs", tag = "jobs", request_body = CreateJobRequest,
+    responses((status = 200, body = JobEnvelope), Problems))]
+pub async fn create(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<CreateJobRequest>,
+) -> ApiResult<JobEnvelope> {
+    let job = body.validate(&state.limits)?;
+    let created = state.store.create_job(job).await?;
+    Ok(Json(JobEnvelope { job: created.value }))
+}
+
+/// Get a job by id.
+#[utoipa::path(get, path = "/v1/jobs/{id}", tag = "jobs",
+    params(("id" = String, Path, description = "job id (UUID)")),
+    responses((status = 200, body = JobEnvelope), Problems))]
+pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<JobEnvelope> {
+    let id = job_id(&id)?;
+    Ok(Json(JobEnvelope {
+        job: state.store.get_job(id).await?,
+    }))
+}
+
+/// List jobs, filtered, sorted and paged.
+#[utoipa::path(get, path = "/v1/jobs", tag = "jobs",
+    params(
+        ("namespace" = Option<String>, Query),
+        ("type" = Option<String>, Query),
+        ("correlation_id" = Option<String>, Query, description = "also spelled `correllation_id` or `corellation_id`"),
+        ("status" = Option<String>, Query, description = "one status or several, comma-separated"),
+        ("meta.{key}" = Option<String>, Query, description = "a top-level meta key equal to this string, or to the number or boolean it spells"),
+        ("page" = Option<u64>, Query, description = "1-based, default 1"),
+        ("size" = Option<u64>, Query, description = "1 to 1000, default 25"),
+        ("sort" = Option<String>, Query, description = "start_time (default), end_time, created_at, updated_at, type, namespace, status"),
+        ("order" = Option<String>, Query, description = "asc (default) or desc"),
+    ),
+    responses((status = 200, body = JobPage), Problems))]
+pub async fn list(State(state): State<AppState>, RawQuery(raw): RawQuery) -> ApiResult<JobPage> {
+    let mut q = Query::parse(raw.as_deref())?;
+    let filter = JobFilter {
+        namespace: q.take(&["namespace"]),
+        job_type: q.take(&["type"]),
+        correlation_id: q.take(&["correlation_id", "correllation_id", "corellation_id"]),
+        statuses: q.statuses()?,
+        meta: q
+            .take_prefixed("meta.")
+            .into_iter()
+            .map(|(k, v)| (k, meta_filter_values(&v)))
+            .collect(),
+    };
+    if filter.meta.iter().any(|(k, _)| k.is_empty()) {
+        return Err(ApiError::invalid_field(
+            "meta.",
+            "a meta filter needs a key: meta.<key>=<value>",
+        ));
+    }
+    let paging = q.paging()?;
+    q.finish("namespace, type, correlation_id, status, meta.<key>, page, size, sort, order")?;
+    let page = state.store.list_jobs(filter, paging).await?;
+    Ok(Json(JobPage {
+        info: page_info(&page, &paging),
+        jobs: page.items,
+    }))
+}
+
+/// Set a job's status explicitly: `completed` (only when no task is open), `failed` or
+/// `cancelled` (open tasks become `cancelled`).
+#[utoipa::path(put, path = "/v1/jobs/{id}/status", tag = "jobs", request_body = SetJobStatusRequest,
+    params(("id" = String, Path, description = "job id (UUID)")),
+    responses((status = 200, body = JobEnvelope), Problems))]
+pub async fn set_status(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<SetJobStatusRequest>,
+) -> ApiResult<JobEnvelope> {
+    let id = job_id(&id)?;
+    validate_texts(&[("reason", &body.reason)], &state.limits)?;
+    if !body.status.is_terminal() {
+        return Err(ApiError::invalid_field(
+            "status",
+            format!(
+                "a job's status can only be set to completed, failed or cancelled, not {}",
+                body.status
+            ),
+        ));
+    }
+    let job = state
+        .store
+        .set_job_status(id, body.status, body.reason)
+        .await?;
+    Ok(Json(JobEnvelope { job }))
+}

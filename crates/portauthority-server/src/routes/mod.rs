@@ -1,0 +1,52 @@
+//! HTTP handlers, one module per resource. Handlers parse and validate input, call the
+//! store once, and shape the response; the rules live in `portauthority_core`.
+
+pub mod health;
+pub mod history;
+pub mod jobs;
+pub mod tasks;
+
+use crate::error::ApiError;
+use portauthority_core::api::{PageInfo, Problem};
+use portauthority_store::{Page, Paging};
+
+/// The page header of a list response.
+pub(crate) fn page_info<T>(page: &Page<T>, paging: &Paging) -> PageInfo {
+    PageInfo {
+        page: paging.page,
+        page_size: paging.size,
+        total_pages: page.total_items.div_ceil(paging.size),
+        total_items: page.total_items,
+        sort: paging.sort,
+        order: paging.order,
+    }
+}
+
+/// Problem documents, as OpenAPI response entries (documentation only; never built).
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+pub(crate) enum Problems {
+    /// Unparsable JSON or query string.
+    #[response(status = 400, content_type = "application/problem+json")]
+    BadRequest(#[to_schema] Problem),
+    /// Unknown job or task (a malformed id is unknown too).
+    #[response(status = 404, content_type = "application/problem+json")]
+    NotFound(Problem),
+    /// The request conflicts with the current state.
+    #[response(status = 409, content_type = "application/problem+json")]
+    Conflict(Problem),
+    /// The body is larger than the configured limit.
+    #[response(status = 413, content_type = "application/problem+json")]
+    TooLarge(Problem),
+    /// The body is not `application/json`.
+    #[response(status = 415, content_type = "application/problem+json")]
+    Unsupported(Problem),
+    /// Well-formed but invalid input; `errors` names the fields.
+    #[response(status = 422, content_type = "application/problem+json")]
+    Invalid(Problem),
+    /// The store is unreachable; retry later.
+    #[response(status = 503, content_type = "application/problem+json")]
+    Unavailable(Problem),
+}
+
+pub(crate) type ApiResult<T> = Result<axum::Json<T>, ApiError>;

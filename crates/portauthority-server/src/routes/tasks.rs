@@ -1,0 +1,267 @@
+use super::{ApiResult, Problems, page_info};
+use crate::AppState;
+use crate::error::ApiError;
+use crate::extract::{ApiJson, OptionalJson, Query, job_id, task_id};
+use axum::Json;
+use axum::extract::{Path, RawQuery, State};
+use portauthority_core::api::{
+    CreateTaskRequest, CreateTasksRequest, HeartbeatRequest, SetTaskStatusRequest, Task,
+    TaskEnvelope, TaskPage, TaskStatusBatchRequest, TaskStatusBatchResponse, TaskStatusResult,
+    TasksEnvelope, validate_tasks, validate_texts,
+};
+use portauthority_core::{JobId, Status, TaskChange, TaskId};
+use portauthority_store::{TaskFilter, TaskUpdate};
+use std::str::FromStr;
+
+/// Add a task to a job. Idempotent on the task id.
+#[utoipa::path(post, path = "/v1/jobs/{id}/tasks", tag = "tasks", request_body = CreateTaskRequest,
+    params(("id" = String, Path, description = "job id (UUID)")),
+    responses((status = 200, body = TaskEnvelope), Problems))]
+pub async fn add(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<CreateTaskRequest>,
+) -> ApiResult<TaskEnvelope> {
+    let id = job_id(&id)?;
+    let task = body.validate(&state.limits)?;
+    let mut tasks = state.store.add_tasks(id, vec![task]).await?;
+    let task = tasks
+        .pop()
+        .ok_or_else(|| ApiError::Internal("add_tasks returned no task".into()))?;
+    Ok(Json(TaskEnvelope { task }))
+}
+
+/// Add up to 1000 tasks to a job, all or none.
+#[utoipa::path(post, path = "/v1/jobs/{id}/tasks/batch", tag = "tasks", request_body = CreateTasksRequest,
+    params(("id" = String, Path, description = "job id (UUID)")),
+    responses((status = 200, body = TasksEnvelope), Problems))]
+pub async fn add_batch(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<CreateTasksRequest>,
+) -> ApiResult<TasksEnvelope> {
+    let id = job_id(&id)?;
+    if body.tasks.is_empty() {
+        return Err(ApiError::invalid_field(
+            "tasks",
+            "must hold at least one task",
+        ));
+    }
+    let tasks = validate_tasks(body.tasks, "tasks", &state.limits)?;
+    Ok(Json(TasksEnvelope {
+        tasks: state.store.add_tasks(id, tasks).await?,
+    }))
+}
+
+/// Get a task of a job.
+#[utoipa::path(get, path = "/v1/jobs/{id}/tasks/{task_id}", tag = "tasks",
+    params(("id" = String, Path, description = "job id (UUID)"), ("task_id" = String, Path, description = "task id (UUID)")),
+    responses((status = 200, body = TaskEnvelope), Problems))]
+pub async fn get(
+    State(state): State<AppState>,
+    Path((id, tid)): Path<(String, String)>,
+) -> ApiResult<TaskEnvelope> {
+    let id = job_id(&id)?;
+    let tid = task_id(id, &tid)?;
+    Ok(Json(TaskEnvelope {
+        task: state.store.get_task(id, tid).await?,
+    }))
+}
+
+/// List a job's tasks, filtered, sorted and paged.
+#[utoipa::path(get, path = "/v1/jobs/{id}/tasks", tag = "tasks",
+    params(
+        ("id" = String, Path, description = "job id (UUID)"),
+        ("namespace" = Option<String>, Query),
+        ("type" = Option<String>, Query),
+        ("status" = Option<String>, Query, description = "one status or several, comma-separated"),
+        ("page" = Option<u64>, Query), ("size" = Option<u64>, Query),
+        ("sort" = Option<String>, Query), ("order" = Option<String>, Query),
+    ),
+    responses((status = 200, body = TaskPage), Problems))]
+pub async fn list(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> ApiResult<TaskPage> {
+    let id = job_id(&id)?;
+    let mut q = Query::parse(raw.as_deref())?;
+    let filter = TaskFilter {
+        namespace: q.take(&["namespace"]),
+        task_type: q.take(&["type"]),
+        statuses: q.statuses()?,
+    };
+    let paging = q.paging()?;
+    q.finish("namespace, type, status, page, size, sort, order")?;
+    let page = state.store.list_tasks(id, filter, paging).await?;
+    Ok(Json(TaskPage {
+        info: page_info(&page, &paging),
+        tasks: page.items,
+    }))
+}
+
+/// Runs one task update and unwraps its single result.
+async fn update_one(state: &AppState, update: TaskUpdate) -> Result<Task, ApiError> {
+    let mut results = state.store.update_tasks(vec![update]).await?;
+    results
+        .pop()
+        .ok_or_else(|| ApiError::Internal("update_tasks returned no result".into()))?
+        .map_err(ApiError::from)
+}
+
+/// Set a task's status. A terminal task set to the status it has is a no-op; a retry
+/// (`failed` → `pending`/`in_progress`) adds one to `attempt` and reopens the job.
+#[utoipa::path(put, path = "/v1/jobs/{id}/tasks/{task_id}/status", tag = "tasks", request_body = SetTaskStatusRequest,
+    params(("id" = String, Path, description = "job id (UUID)"), ("task_id" = String, Path, description = "task id (UUID)")),
+    responses((status = 200, body = TaskEnvelope), Problems))]
+pub async fn set_status(
+    State(state): State<AppState>,
+    Path((id, tid)): Path<(String, String)>,
+    ApiJson(body): ApiJson<SetTaskStatusRequest>,
+) -> ApiResult<TaskEnvelope> {
+    let id = job_id(&id)?;
+    let tid = task_id(id, &tid)?;
+    validate_texts(
+        &[("reason", &body.reason), ("error", &body.error)],
+        &state.limits,
+    )?;
+    let update = TaskUpdate {
+        job_id: id,
+        task_id: tid,
+        change: TaskChange::Status {
+            to: body.status,
+            reason: body.reason,
+            error: body.error,
+            progress: body.progress,
+        },
+    };
+    Ok(Json(TaskEnvelope {
+        task: update_one(&state, update).await?,
+    }))
+}
+
+/// Report that a task is alive, optionally with progress and a message.
+#[utoipa::path(post, path = "/v1/jobs/{id}/tasks/{task_id}/heartbeat", tag = "tasks", request_body = HeartbeatRequest,
+    params(("id" = String, Path, description = "job id (UUID)"), ("task_id" = String, Path, description = "task id (UUID)")),
+    responses((status = 200, body = TaskEnvelope), Problems))]
+pub async fn heartbeat(
+    State(state): State<AppState>,
+    Path((id, tid)): Path<(String, String)>,
+    OptionalJson(body): OptionalJson<HeartbeatRequest>,
+) -> ApiResult<TaskEnvelope> {
+    let id = job_id(&id)?;
+    let tid = task_id(id, &tid)?;
+    validate_texts(&[("message", &body.message)], &state.limits)?;
+    let update = TaskUpdate {
+        job_id: id,
+        task_id: tid,
+        change: TaskChange::Heartbeat {
+            progress: body.progress,
+            message: body.message,
+        },
+    };
+    Ok(Json(TaskEnvelope {
+        task: update_one(&state, update).await?,
+    }))
+}
+
+/// Update the status of up to 1000 tasks across jobs. Each item succeeds or fails on its
+/// own; `results` holds, in request order, the HTTP status each would have had alone.
+#[utoipa::path(post, path = "/v1/tasks/status", tag = "tasks", request_body = TaskStatusBatchRequest,
+    responses((status = 200, body = TaskStatusBatchResponse), Problems))]
+pub async fn set_status_batch(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<TaskStatusBatchRequest>,
+) -> ApiResult<TaskStatusBatchResponse> {
+    if body.updates.len() > state.limits.batch_max {
+        return Err(ApiError::invalid_field(
+            "updates",
+            format!("at most {} updates per request", state.limits.batch_max),
+        ));
+    }
+    // Items that fail validation get their result now; the rest go to the store together.
+    let mut results: Vec<Option<TaskStatusResult>> = Vec::with_capacity(body.updates.len());
+    let mut valid: Vec<(usize, TaskUpdate)> = Vec::new();
+    for (i, item) in body.updates.iter().enumerate() {
+        match parse_item(item, &state) {
+            Ok(update) => {
+                valid.push((i, update));
+                results.push(None);
+            }
+            Err(e) => results.push(Some(item_result(
+                item.job_id.clone(),
+                item.task_id.clone(),
+                Err(e),
+            ))),
+        }
+    }
+    let (slots, updates): (Vec<usize>, Vec<TaskUpdate>) = valid.into_iter().unzip();
+    let outcomes = if updates.is_empty() {
+        Vec::new()
+    } else {
+        state.store.update_tasks(updates).await?
+    };
+    for (slot, outcome) in slots.into_iter().zip(outcomes) {
+        let item = &body.updates[slot];
+        results[slot] = Some(item_result(
+            item.job_id.clone(),
+            item.task_id.clone(),
+            outcome.map_err(ApiError::from),
+        ));
+    }
+    Ok(Json(TaskStatusBatchResponse {
+        results: results.into_iter().flatten().collect(),
+    }))
+}
+
+fn parse_item(
+    item: &portauthority_core::api::TaskStatusUpdateItem,
+    state: &AppState,
+) -> Result<TaskUpdate, ApiError> {
+    let job_id = JobId::from_str(&item.job_id)
+        .map_err(|_| ApiError::invalid_field("job_id", "must be a UUID"))?;
+    let task_id = TaskId::from_str(&item.task_id)
+        .map_err(|_| ApiError::invalid_field("task_id", "must be a UUID"))?;
+    let to = Status::from_str(&item.status)
+        .map_err(|e| ApiError::invalid_field("status", e.to_string()))?;
+    validate_texts(
+        &[("reason", &item.reason), ("error", &item.error)],
+        &state.limits,
+    )?;
+    Ok(TaskUpdate {
+        job_id,
+        task_id,
+        change: TaskChange::Status {
+            to,
+            reason: item.reason.clone(),
+            error: item.error.clone(),
+            progress: item.progress,
+        },
+    })
+}
+
+fn item_result(
+    job_id: String,
+    task_id: String,
+    outcome: Result<Task, ApiError>,
+) -> TaskStatusResult {
+    match outcome {
+        Ok(task) => TaskStatusResult {
+            job_id,
+            task_id,
+            status: 200,
+            task: Some(task),
+            error: None,
+        },
+        Err(e) => {
+            let problem = e.problem();
+            TaskStatusResult {
+                job_id,
+                task_id,
+                status: problem.status,
+                task: None,
+                error: Some(problem),
+            }
+        }
+    }
+}

@@ -1,0 +1,44 @@
+use portauthority_core::Refusal;
+
+/// Why a store call failed. Cloneable, because one commit's failure is reported to every
+/// request that shared it.
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The job or task does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// The request conflicts with the stored state (HTTP 409).
+    #[error("{0}")]
+    Conflict(String),
+    /// The request can never apply (HTTP 422).
+    #[error("{0}")]
+    Invalid(String),
+    /// The database cannot be reached or is overloaded; retrying later may work (HTTP 503).
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// The store was configured wrongly (bad URL, unreadable file).
+    #[error("{0}")]
+    Config(String),
+    /// Anything else: a bug or a corrupt database. Logged, never shown to clients.
+    #[error("internal store error: {0}")]
+    Internal(String),
+}
+
+impl From<Refusal> for StoreError {
+    fn from(r: Refusal) -> Self {
+        match r {
+            Refusal::Conflict(m) => StoreError::Conflict(m),
+            Refusal::Invalid(m) => StoreError::Invalid(m),
+        }
+    }
+}
+
+impl StoreError {
+    pub fn job_not_found(id: impl std::fmt::Display) -> StoreError {
+        StoreError::NotFound(format!("job {id} not found"))
+    }
+
+    pub fn task_not_found(job: impl std::fmt::Display, task: impl std::fmt::Display) -> StoreError {
+        StoreError::NotFound(format!("task {task} not found in job {job}"))
+    }
+}

@@ -1,0 +1,258 @@
+//! The embedded store: one SQLite file in WAL mode.
+//!
+//! Writes go through a single writer thread that owns the only writing connection. It
+//! takes every request queued at the moment, runs each in its own savepoint inside one
+//! transaction, commits once (one fsync for the whole group), and only then answers each
+//! request. So concurrent writers never meet `database is locked`, and a response is never
+//! sent before its write is durable. Reads run on a small pool of read-only connections,
+//! which WAL lets proceed while the writer writes.
+
+mod migrate;
+mod pool;
+mod rows;
+mod writer;
+
+use crate::query::{HistoryScope, JobFilter, Page, Paging, TaskFilter};
+use crate::{Created, NewNote, Store, StoreError, TaskUpdate};
+use async_trait::async_trait;
+use portauthority_core::api::{HistoryEvent, Job, NewJob, NewTask, Task};
+use portauthority_core::{JobId, Status, TaskId};
+use rusqlite::{Connection, OpenFlags};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use migrate::migrate;
+
+/// Options read from the URL's query string.
+#[derive(Clone, Debug)]
+pub(crate) struct Options {
+    path: PathBuf,
+    /// `FULL` (default) fsyncs every commit; `NORMAL` is opt-in (`?synchronous=normal`):
+    /// faster, but the last commits can be lost on power failure (not on a crash).
+    synchronous: &'static str,
+}
+
+/// Whether `url` names a SQLite database.
+pub fn handles(url: &str) -> bool {
+    url.starts_with("sqlite:")
+}
+
+pub(crate) fn parse_url(url: &str) -> Result<Options, StoreError> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .ok_or_else(|| StoreError::Config(format!("not a sqlite URL: {url:?}")))?;
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    if path.is_empty() || path == ":memory:" {
+        return Err(StoreError::Config(
+            "a SQLite store needs a file path, e.g. sqlite://portauthority.db".into(),
+        ));
+    }
+    let mut opts = Options {
+        path: PathBuf::from(path),
+        synchronous: "FULL",
+    };
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        match pair.split_once('=') {
+            Some(("synchronous", v)) if v.eq_ignore_ascii_case("full") => opts.synchronous = "FULL",
+            Some(("synchronous", v)) if v.eq_ignore_ascii_case("normal") => {
+                opts.synchronous = "NORMAL"
+            }
+            _ => {
+                return Err(StoreError::Config(format!(
+                    "unknown SQLite URL option {pair:?} (supported: synchronous=full|normal)"
+                )));
+            }
+        }
+    }
+    Ok(opts)
+}
+
+pub(crate) fn open_connection(opts: &Options, read_only: bool) -> Result<Connection, StoreError> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+        | OpenFlags::SQLITE_OPEN_CREATE
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX
+        | OpenFlags::SQLITE_OPEN_URI;
+    let conn = Connection::open_with_flags(&opts.path, flags)
+        .map_err(|e| StoreError::Config(format!("cannot open {}: {e}", opts.path.display())))?;
+    conn.busy_timeout(Duration::from_secs(10))
+        .map_err(internal)?;
+    conn.execute_batch(&format!(
+        "PRAGMA journal_mode = WAL;
+         PRAGMA synchronous = {};
+         PRAGMA foreign_keys = ON;
+         PRAGMA temp_store = MEMORY;
+         PRAGMA cache_size = -16000;",
+        opts.synchronous
+    ))
+    .map_err(|e| StoreError::Config(format!("cannot set up {}: {e}", opts.path.display())))?;
+    if read_only {
+        conn.execute_batch("PRAGMA query_only = ON;")
+            .map_err(internal)?;
+    }
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(conn)
+}
+
+pub(crate) fn internal(e: rusqlite::Error) -> StoreError {
+    match e {
+        rusqlite::Error::SqliteFailure(f, _)
+            if matches!(
+                f.code,
+                rusqlite::ErrorCode::DatabaseBusy
+                    | rusqlite::ErrorCode::DatabaseLocked
+                    | rusqlite::ErrorCode::DiskFull
+                    | rusqlite::ErrorCode::CannotOpen
+                    | rusqlite::ErrorCode::SystemIoFailure
+            ) =>
+        {
+            StoreError::Unavailable(e.to_string())
+        }
+        other => StoreError::Internal(other.to_string()),
+    }
+}
+
+/// The SQLite implementation of [`Store`].
+pub struct SqliteStore {
+    writer: writer::Writer,
+    readers: pool::ReadPool,
+    path: PathBuf,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `url`, applies migrations, and starts
+    /// the writer thread.
+    pub async fn open(url: &str) -> Result<SqliteStore, StoreError> {
+        let opts = parse_url(url)?;
+        if let Some(dir) = opts.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                StoreError::Config(format!("cannot create directory {}: {e}", dir.display()))
+            })?;
+        }
+        let o = opts.clone();
+        let conn = tokio::task::spawn_blocking(move || -> Result<Connection, StoreError> {
+            let mut conn = open_connection(&o, false)?;
+            migrate::apply(&mut conn)?;
+            Ok(conn)
+        })
+        .await
+        .map_err(|e| StoreError::Internal(e.to_string()))??;
+        let readers = pool::ReadPool::new(opts.clone(), reader_count())?;
+        Ok(SqliteStore {
+            writer: writer::Writer::start(conn),
+            readers,
+            path: opts.path,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+fn reader_count() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get() * 2)
+        .unwrap_or(4)
+        .clamp(4, 16)
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    fn kind(&self) -> &'static str {
+        "sqlite"
+    }
+
+    async fn create_job(&self, job: NewJob) -> Result<Created<Job>, StoreError> {
+        self.writer.run(move |tx| writer::create_job(tx, job)).await
+    }
+
+    async fn get_job(&self, id: JobId) -> Result<Job, StoreError> {
+        self.readers
+            .run(move |c| {
+                rows::job(c, id)?
+                    .map(|r| r.job)
+                    .ok_or_else(|| StoreError::job_not_found(id))
+            })
+            .await
+    }
+
+    async fn list_jobs(&self, filter: JobFilter, paging: Paging) -> Result<Page<Job>, StoreError> {
+        self.readers
+            .run(move |c| rows::list_jobs(c, &filter, &paging))
+            .await
+    }
+
+    async fn set_job_status(
+        &self,
+        id: JobId,
+        status: Status,
+        reason: Option<String>,
+    ) -> Result<Job, StoreError> {
+        self.writer
+            .run(move |tx| writer::set_job_status(tx, id, status, reason))
+            .await
+    }
+
+    async fn add_tasks(&self, job_id: JobId, tasks: Vec<NewTask>) -> Result<Vec<Task>, StoreError> {
+        self.writer
+            .run(move |tx| writer::add_tasks(tx, job_id, tasks))
+            .await
+    }
+
+    async fn get_task(&self, job_id: JobId, task_id: TaskId) -> Result<Task, StoreError> {
+        self.readers
+            .run(move |c| {
+                rows::task(c, task_id)?
+                    .filter(|t| t.job_id == job_id)
+                    .ok_or_else(|| StoreError::task_not_found(job_id, task_id))
+            })
+            .await
+    }
+
+    async fn list_tasks(
+        &self,
+        job_id: JobId,
+        filter: TaskFilter,
+        paging: Paging,
+    ) -> Result<Page<Task>, StoreError> {
+        self.readers
+            .run(move |c| rows::list_tasks(c, job_id, &filter, &paging))
+            .await
+    }
+
+    async fn update_tasks(
+        &self,
+        updates: Vec<TaskUpdate>,
+    ) -> Result<Vec<Result<Task, StoreError>>, StoreError> {
+        self.writer
+            .run(move |tx| Ok(writer::update_tasks(tx, updates)))
+            .await
+    }
+
+    async fn history(
+        &self,
+        scope: HistoryScope,
+        after: i64,
+        size: u32,
+    ) -> Result<Vec<HistoryEvent>, StoreError> {
+        self.readers
+            .run(move |c| rows::history(c, scope, after, size))
+            .await
+    }
+
+    async fn add_note(&self, note: NewNote) -> Result<HistoryEvent, StoreError> {
+        self.writer.run(move |tx| writer::add_note(tx, note)).await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.readers
+            .run(|c| c.query_row("SELECT 1", [], |_| Ok(())).map_err(internal))
+            .await?;
+        self.writer.ping().await
+    }
+
+    async fn close(&self) {
+        self.writer.close().await;
+    }
+}

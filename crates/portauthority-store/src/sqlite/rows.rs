@@ -1,0 +1,354 @@
+//! Reading rows: mapping between SQLite rows and domain types, and the read queries.
+
+use super::internal;
+use crate::StoreError;
+use crate::query::{HistoryScope, JobFilter, Page, Paging, TaskFilter};
+use portauthority_core::api::{EventKind, HistoryEvent, Job, Progress, SortField, SortOrder, Task};
+use portauthority_core::{Counters, JobId, JobState, Status, TaskId, TaskState, Timestamp};
+use rusqlite::types::Value;
+use rusqlite::{Connection, OptionalExtension, Row, params_from_iter};
+use serde_json::value::RawValue;
+
+pub(crate) const JOB_COLUMNS: &str = "id, correlation_id, type, namespace, status, status_explicit, \
+    auto_complete, start_time, end_time, tasks_total, tasks_pending, tasks_in_progress, \
+    tasks_failed, tasks_completed, tasks_cancelled, meta, created_at, updated_at";
+
+pub(crate) const TASK_COLUMNS: &str = "id, job_id, type, namespace, status, attempt, start_time, \
+    end_time, progress_current, progress_total, error, meta, timeout_seconds, created_at, updated_at";
+
+const HISTORY_COLUMNS: &str = "seq, job_id, task_id, kind, time, from_status, to_status, reason, \
+    message, data, progress_current, progress_total";
+
+/// A job row with the fields the API does not show.
+pub(crate) struct JobRow {
+    pub job: Job,
+    pub explicit: bool,
+}
+
+impl JobRow {
+    pub fn state(&self) -> JobState {
+        JobState {
+            status: self.job.status,
+            explicit: self.explicit,
+            auto_complete: self.job.auto_complete,
+            counters: self.job.tasks,
+            end_time: self.job.end_time,
+        }
+    }
+}
+
+pub(crate) fn task_state(t: &Task) -> TaskState {
+    TaskState {
+        status: t.status,
+        attempt: t.attempt,
+        end_time: t.end_time,
+        progress: t.progress,
+        error: t.error.clone(),
+    }
+}
+
+fn bad_row(what: &str) -> rusqlite::Error {
+    rusqlite::Error::InvalidColumnType(0, what.to_owned(), rusqlite::types::Type::Null)
+}
+
+fn uuid_col(row: &Row<'_>, i: usize) -> rusqlite::Result<uuid::Uuid> {
+    let bytes: [u8; 16] = row.get(i)?;
+    Ok(uuid::Uuid::from_bytes(bytes))
+}
+
+fn status_col(row: &Row<'_>, i: usize) -> rusqlite::Result<Status> {
+    Status::from_code(row.get(i)?).ok_or_else(|| bad_row("status"))
+}
+
+fn opt_status_col(row: &Row<'_>, i: usize) -> rusqlite::Result<Option<Status>> {
+    match row.get::<_, Option<i64>>(i)? {
+        Some(c) => Status::from_code(c)
+            .map(Some)
+            .ok_or_else(|| bad_row("status")),
+        None => Ok(None),
+    }
+}
+
+fn time_col(row: &Row<'_>, i: usize) -> rusqlite::Result<Timestamp> {
+    Ok(Timestamp::from_millis(row.get(i)?))
+}
+
+fn opt_time_col(row: &Row<'_>, i: usize) -> rusqlite::Result<Option<Timestamp>> {
+    Ok(row.get::<_, Option<i64>>(i)?.map(Timestamp::from_millis))
+}
+
+fn raw_json(s: String) -> rusqlite::Result<Box<RawValue>> {
+    RawValue::from_string(s).map_err(|_| bad_row("json"))
+}
+
+fn progress_cols(row: &Row<'_>, i: usize) -> rusqlite::Result<Option<Progress>> {
+    let current: Option<i64> = row.get(i)?;
+    let total: Option<i64> = row.get(i + 1)?;
+    Ok(current.map(|c| Progress {
+        current: c as u64,
+        total: total.map(|t| t as u64),
+    }))
+}
+
+pub(crate) fn job_from_row(row: &Row<'_>) -> rusqlite::Result<JobRow> {
+    Ok(JobRow {
+        job: Job {
+            id: JobId::from_uuid(uuid_col(row, 0)?),
+            correlation_id: row.get(1)?,
+            job_type: row.get(2)?,
+            namespace: row.get(3)?,
+            status: status_col(row, 4)?,
+            auto_complete: row.get(6)?,
+            start_time: time_col(row, 7)?,
+            end_time: opt_time_col(row, 8)?,
+            tasks: Counters {
+                total: row.get(9)?,
+                pending: row.get(10)?,
+                in_progress: row.get(11)?,
+                failed: row.get(12)?,
+                completed: row.get(13)?,
+                cancelled: row.get(14)?,
+            },
+            meta: raw_json(row.get(15)?)?,
+            created_at: time_col(row, 16)?,
+            updated_at: time_col(row, 17)?,
+        },
+        explicit: row.get(5)?,
+    })
+}
+
+pub(crate) fn task_from_row(row: &Row<'_>) -> rusqlite::Result<Task> {
+    Ok(Task {
+        id: TaskId::from_uuid(uuid_col(row, 0)?),
+        job_id: JobId::from_uuid(uuid_col(row, 1)?),
+        task_type: row.get(2)?,
+        namespace: row.get(3)?,
+        status: status_col(row, 4)?,
+        attempt: row.get(5)?,
+        start_time: time_col(row, 6)?,
+        end_time: opt_time_col(row, 7)?,
+        progress: progress_cols(row, 8)?,
+        error: row.get(10)?,
+        meta: raw_json(row.get(11)?)?,
+        timeout_seconds: row.get(12)?,
+        created_at: time_col(row, 13)?,
+        updated_at: time_col(row, 14)?,
+    })
+}
+
+pub(crate) fn event_from_row(row: &Row<'_>) -> rusqlite::Result<HistoryEvent> {
+    let task_id: Option<[u8; 16]> = row.get(2)?;
+    let kind: String = row.get(3)?;
+    Ok(HistoryEvent {
+        seq: row.get(0)?,
+        job_id: JobId::from_uuid(uuid_col(row, 1)?),
+        task_id: task_id.map(|b| TaskId::from_uuid(uuid::Uuid::from_bytes(b))),
+        kind: EventKind::parse(&kind).ok_or_else(|| bad_row("kind"))?,
+        time: time_col(row, 4)?,
+        from: opt_status_col(row, 5)?,
+        to: opt_status_col(row, 6)?,
+        reason: row.get(7)?,
+        message: row.get(8)?,
+        data: row.get::<_, Option<String>>(9)?.map(raw_json).transpose()?,
+        progress: progress_cols(row, 10)?,
+    })
+}
+
+pub(crate) fn job(c: &Connection, id: JobId) -> Result<Option<JobRow>, StoreError> {
+    c.prepare_cached(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1"))
+        .map_err(internal)?
+        .query_row([id.as_bytes()], job_from_row)
+        .optional()
+        .map_err(internal)
+}
+
+pub(crate) fn task(c: &Connection, id: TaskId) -> Result<Option<Task>, StoreError> {
+    c.prepare_cached(&format!("SELECT {TASK_COLUMNS} FROM tasks WHERE id = ?1"))
+        .map_err(internal)?
+        .query_row([id.as_bytes()], task_from_row)
+        .optional()
+        .map_err(internal)
+}
+
+pub(crate) fn event(c: &Connection, seq: i64) -> Result<HistoryEvent, StoreError> {
+    c.prepare_cached(&format!(
+        "SELECT {HISTORY_COLUMNS} FROM history WHERE seq = ?1"
+    ))
+    .map_err(internal)?
+    .query_row([seq], event_from_row)
+    .map_err(internal)
+}
+
+fn sort_column(field: SortField) -> &'static str {
+    match field {
+        SortField::StartTime => "start_time",
+        SortField::EndTime => "end_time",
+        SortField::CreatedAt => "created_at",
+        SortField::UpdatedAt => "updated_at",
+        SortField::Type => "type",
+        SortField::Namespace => "namespace",
+        SortField::Status => "status",
+    }
+}
+
+/// `WHERE` clauses and their parameters, built up filter by filter.
+#[derive(Default)]
+struct Conditions {
+    sql: Vec<String>,
+    params: Vec<Value>,
+}
+
+impl Conditions {
+    fn eq(&mut self, column: &str, value: Option<&String>) {
+        if let Some(v) = value {
+            self.params.push(Value::Text(v.clone()));
+            self.sql.push(format!("{column} = ?{}", self.params.len()));
+        }
+    }
+
+    fn any_of(&mut self, column: &str, values: impl IntoIterator<Item = Value>) {
+        let mut marks = Vec::new();
+        for v in values {
+            self.params.push(v);
+            marks.push(format!("?{}", self.params.len()));
+        }
+        if !marks.is_empty() {
+            self.sql.push(format!("{column} IN ({})", marks.join(", ")));
+        }
+    }
+
+    fn statuses(&mut self, statuses: &[Status]) {
+        self.any_of(
+            "status",
+            statuses.iter().map(|s| Value::Integer(s.code().into())),
+        );
+    }
+
+    fn clause(&self) -> String {
+        if self.sql.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", self.sql.join(" AND "))
+        }
+    }
+}
+
+fn page_of<T>(
+    c: &Connection,
+    table: &str,
+    columns: &str,
+    cond: Conditions,
+    paging: &Paging,
+    map: impl Fn(&Row<'_>) -> rusqlite::Result<T>,
+) -> Result<Page<T>, StoreError> {
+    let clause = cond.clause();
+    let total: i64 = c
+        .prepare_cached(&format!("SELECT COUNT(*) FROM {table} {clause}"))
+        .map_err(internal)?
+        .query_row(params_from_iter(cond.params.iter()), |r| r.get(0))
+        .map_err(internal)?;
+    let dir = match paging.order {
+        SortOrder::Asc => "ASC",
+        SortOrder::Desc => "DESC",
+    };
+    let col = sort_column(paging.sort);
+    let order = format!("{col} {dir}, id {dir}");
+    let n = cond.params.len();
+    let sql = format!(
+        "SELECT {columns} FROM {table} {clause} ORDER BY {order} LIMIT ?{} OFFSET ?{}",
+        n + 1,
+        n + 2
+    );
+    let mut params = cond.params;
+    params.push(Value::Integer(paging.size as i64));
+    params.push(Value::Integer(
+        i64::try_from(paging.offset()).unwrap_or(i64::MAX),
+    ));
+    let items = c
+        .prepare_cached(&sql)
+        .map_err(internal)?
+        .query_map(params_from_iter(params.iter()), map)
+        .map_err(internal)?
+        .collect::<rusqlite::Result<Vec<T>>>()
+        .map_err(internal)?;
+    Ok(Page {
+        items,
+        total_items: total as u64,
+    })
+}
+
+pub(crate) fn list_jobs(
+    c: &Connection,
+    filter: &JobFilter,
+    paging: &Paging,
+) -> Result<Page<Job>, StoreError> {
+    let mut cond = Conditions::default();
+    cond.eq("namespace", filter.namespace.as_ref());
+    cond.eq("type", filter.job_type.as_ref());
+    cond.eq("correlation_id", filter.correlation_id.as_ref());
+    cond.statuses(&filter.statuses);
+    for (key, values) in &filter.meta {
+        cond.params.push(Value::Text(key.clone()));
+        let key_mark = cond.params.len();
+        let mut marks = Vec::new();
+        for v in values {
+            cond.params.push(Value::Text(v.clone()));
+            marks.push(format!("?{}", cond.params.len()));
+        }
+        cond.sql.push(format!(
+            "id IN (SELECT job_id FROM job_meta WHERE key = ?{key_mark} AND value IN ({}))",
+            marks.join(", ")
+        ));
+    }
+    page_of(c, "jobs", JOB_COLUMNS, cond, paging, |r| {
+        job_from_row(r).map(|j| j.job)
+    })
+}
+
+pub(crate) fn list_tasks(
+    c: &Connection,
+    job_id: JobId,
+    filter: &TaskFilter,
+    paging: &Paging,
+) -> Result<Page<Task>, StoreError> {
+    if job(c, job_id)?.is_none() {
+        return Err(StoreError::job_not_found(job_id));
+    }
+    let mut cond = Conditions::default();
+    cond.params.push(Value::Blob(job_id.as_bytes().to_vec()));
+    cond.sql.push("job_id = ?1".into());
+    cond.eq("namespace", filter.namespace.as_ref());
+    cond.eq("type", filter.task_type.as_ref());
+    cond.statuses(&filter.statuses);
+    page_of(c, "tasks", TASK_COLUMNS, cond, paging, task_from_row)
+}
+
+pub(crate) fn history(
+    c: &Connection,
+    scope: HistoryScope,
+    after: i64,
+    size: u32,
+) -> Result<Vec<HistoryEvent>, StoreError> {
+    let (sql, key) = match scope {
+        HistoryScope::Job(job_id) => {
+            if job(c, job_id)?.is_none() {
+                return Err(StoreError::job_not_found(job_id));
+            }
+            ("job_id", job_id.as_bytes().to_vec())
+        }
+        HistoryScope::Task(job_id, task_id) => {
+            if task(c, task_id)?.is_none_or(|t| t.job_id != job_id) {
+                return Err(StoreError::task_not_found(job_id, task_id));
+            }
+            ("task_id", task_id.as_bytes().to_vec())
+        }
+    };
+    c.prepare_cached(&format!(
+        "SELECT {HISTORY_COLUMNS} FROM history WHERE {sql} = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3"
+    ))
+    .map_err(internal)?
+    .query_map(rusqlite::params![key, after, size], event_from_row)
+    .map_err(internal)?
+    .collect::<rusqlite::Result<Vec<_>>>()
+    .map_err(internal)
+}

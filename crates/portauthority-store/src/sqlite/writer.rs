@@ -1,0 +1,550 @@
+//! The single writer: group commit, and the write operations it runs.
+
+use super::internal;
+use super::rows::{self, JobRow, task_state};
+use crate::{Created, NewNote, StoreError, TaskUpdate};
+use portauthority_core::api::{EventKind, HistoryEvent, Job, NewJob, NewTask, Task};
+use portauthority_core::machine::{self, EventDraft, JobState};
+use portauthority_core::{JobId, Status, TaskId, Timestamp};
+use rusqlite::{Connection, params};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use tokio::sync::{mpsc, oneshot};
+
+/// Most requests committed in one transaction. Bounds the latency a request can add to
+/// the others of its group.
+const MAX_GROUP: usize = 256;
+
+/// Called once the group's commit has succeeded (`Ok`) or failed.
+type Reply = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
+/// A write: runs inside the group's transaction (or is refused, given an error instead of
+/// a connection), and returns how to answer after the commit.
+type WriteFn = Box<dyn FnOnce(Result<&Connection, StoreError>) -> Reply + Send>;
+
+enum Message {
+    Write(WriteFn),
+    Close(oneshot::Sender<()>),
+}
+
+pub(crate) struct Writer {
+    queue: mpsc::Sender<Message>,
+}
+
+impl Writer {
+    pub(crate) fn start(conn: Connection) -> Writer {
+        let (queue, rx) = mpsc::channel(4096);
+        std::thread::Builder::new()
+            .name("sqlite-writer".into())
+            .spawn(move || run(conn, rx))
+            .expect("spawn the SQLite writer thread");
+        Writer { queue }
+    }
+
+    /// Runs `f` in the writer's next group and waits until its commit is durable.
+    pub(crate) async fn run<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel();
+        let write: WriteFn = Box::new(move |conn| {
+            let result = conn.and_then(|conn| in_savepoint(conn, f));
+            Box::new(move |commit: Result<(), StoreError>| {
+                let _ = tx.send(commit.and(result));
+            })
+        });
+        self.queue
+            .send(Message::Write(write))
+            .await
+            .map_err(|_| StoreError::Unavailable("store is closed".into()))?;
+        rx.await
+            .map_err(|_| StoreError::Internal("the write was abandoned".into()))?
+    }
+
+    pub(crate) async fn ping(&self) -> Result<(), StoreError> {
+        self.run(|c| c.execute_batch("SELECT 1").map_err(internal))
+            .await
+    }
+
+    /// Commits what is queued and stops the writer. Later writes fail as unavailable.
+    pub(crate) async fn close(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.queue.send(Message::Close(tx)).await.is_ok() {
+            let _ = rx.await;
+        }
+    }
+}
+
+/// Runs `f` in a savepoint: its writes are kept if it succeeds and undone if it fails, so
+/// one failing request never leaves a partial write in the group's transaction.
+pub(crate) fn in_savepoint<T>(
+    conn: &Connection,
+    f: impl FnOnce(&Connection) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    conn.execute_batch("SAVEPOINT op").map_err(internal)?;
+    let result = catch_unwind(AssertUnwindSafe(|| f(conn)))
+        .unwrap_or_else(|_| Err(StoreError::Internal("a write panicked".into())));
+    let end = if result.is_ok() {
+        "RELEASE op"
+    } else {
+        "ROLLBACK TO op; RELEASE op"
+    };
+    conn.execute_batch(end).map_err(internal)?;
+    result
+}
+
+fn run(conn: Connection, mut rx: mpsc::Receiver<Message>) {
+    let mut group: Vec<WriteFn> = Vec::with_capacity(MAX_GROUP);
+    let mut closing = None;
+    while closing.is_none() {
+        match rx.blocking_recv() {
+            Some(Message::Write(w)) => group.push(w),
+            Some(Message::Close(done)) => closing = Some(done),
+            None => break,
+        }
+        while group.len() < MAX_GROUP && closing.is_none() {
+            match rx.try_recv() {
+                Ok(Message::Write(w)) => group.push(w),
+                Ok(Message::Close(done)) => closing = Some(done),
+                Err(_) => break,
+            }
+        }
+        commit_group(&conn, &mut group);
+    }
+    // Closing: whatever is still queued is refused, not silently dropped.
+    rx.close();
+    while let Ok(msg) = rx.try_recv() {
+        if let Message::Write(w) = msg {
+            let closing = StoreError::Unavailable("store is closing".into());
+            w(Err(closing.clone()))(Err(closing));
+        }
+    }
+    let _ = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);");
+    drop(conn);
+    if let Some(done) = closing {
+        let _ = done.send(());
+    }
+}
+
+fn commit_group(conn: &Connection, group: &mut Vec<WriteFn>) {
+    if group.is_empty() {
+        return;
+    }
+    if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+        let err = internal(e);
+        tracing::error!(error = %err, "cannot begin a write transaction");
+        for w in group.drain(..) {
+            w(Err(err.clone()))(Err(err.clone()));
+        }
+        return;
+    }
+    let replies: Vec<Reply> = group.drain(..).map(|w| w(Ok(conn))).collect();
+    let outcome = conn.execute_batch("COMMIT").map_err(|e| {
+        let err = internal(e);
+        tracing::error!(error = %err, "group commit failed");
+        let _ = conn.execute_batch("ROLLBACK");
+        err
+    });
+    for reply in replies {
+        reply(outcome.clone());
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Write operations. Each runs inside `in_savepoint`.
+
+fn opt_bytes(id: Option<TaskId>) -> Option<[u8; 16]> {
+    id.map(|t| *t.as_bytes())
+}
+
+/// Appends a history event; events that are published (created, task added, status
+/// changed) also go to the outbox, in the same transaction.
+fn append_event(
+    c: &Connection,
+    job_id: JobId,
+    task_id: Option<TaskId>,
+    e: &EventDraft,
+    data: Option<&str>,
+    now: Timestamp,
+) -> Result<i64, StoreError> {
+    c.prepare_cached(
+        "INSERT INTO history (job_id, task_id, kind, time, from_status, to_status, reason, \
+         message, data, progress_current, progress_total) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+    )
+    .map_err(internal)?
+    .execute(params![
+        job_id.as_bytes(),
+        opt_bytes(task_id),
+        e.kind.as_str(),
+        now.as_millis(),
+        e.from.map(Status::code),
+        e.to.map(Status::code),
+        e.reason,
+        e.message,
+        data,
+        e.progress.map(|p| p.current as i64),
+        e.progress.and_then(|p| p.total).map(|t| t as i64),
+    ])
+    .map_err(internal)?;
+    let seq = c.last_insert_rowid();
+    if matches!(
+        e.kind,
+        EventKind::Created | EventKind::TaskAdded | EventKind::StatusChanged
+    ) {
+        c.prepare_cached("INSERT INTO outbox (seq) VALUES (?1)")
+            .map_err(internal)?
+            .execute([seq])
+            .map_err(internal)?;
+    }
+    Ok(seq)
+}
+
+fn save_job_state(
+    c: &Connection,
+    id: JobId,
+    s: &JobState,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    c.prepare_cached(
+        "UPDATE jobs SET status = ?2, status_explicit = ?3, end_time = ?4, tasks_total = ?5, \
+         tasks_pending = ?6, tasks_in_progress = ?7, tasks_failed = ?8, tasks_completed = ?9, \
+         tasks_cancelled = ?10, updated_at = ?11 WHERE id = ?1",
+    )
+    .map_err(internal)?
+    .execute(params![
+        id.as_bytes(),
+        s.status.code(),
+        s.explicit,
+        s.end_time.map(Timestamp::as_millis),
+        s.counters.total,
+        s.counters.pending,
+        s.counters.in_progress,
+        s.counters.failed,
+        s.counters.completed,
+        s.counters.cancelled,
+        now.as_millis(),
+    ])
+    .map_err(internal)?;
+    Ok(())
+}
+
+fn apply_job_state(job: &mut Job, s: &JobState, now: Timestamp) {
+    job.status = s.status;
+    job.end_time = s.end_time;
+    job.tasks = s.counters;
+    job.updated_at = now;
+}
+
+fn load_job(c: &Connection, id: JobId) -> Result<JobRow, StoreError> {
+    rows::job(c, id)?.ok_or_else(|| StoreError::job_not_found(id))
+}
+
+fn insert_task(
+    c: &Connection,
+    job_id: JobId,
+    t: &NewTask,
+    now: Timestamp,
+) -> Result<Task, StoreError> {
+    let start = t.start_time.unwrap_or(now);
+    c.prepare_cached(
+        "INSERT INTO tasks (id, job_id, type, namespace, status, attempt, start_time, meta, \
+         timeout_seconds, heartbeat_at, created_at, updated_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, 1, ?6, ?7, ?8, ?9, ?9, ?9)",
+    )
+    .map_err(internal)?
+    .execute(params![
+        t.id.as_bytes(),
+        job_id.as_bytes(),
+        t.task_type.as_str(),
+        t.namespace.as_str(),
+        Status::Pending.code(),
+        start.as_millis(),
+        t.meta.as_json(),
+        t.timeout_seconds,
+        now.as_millis(),
+    ])
+    .map_err(internal)?;
+    append_event(
+        c,
+        job_id,
+        Some(t.id),
+        &EventDraft::simple(EventKind::TaskAdded),
+        None,
+        now,
+    )?;
+    Ok(Task {
+        id: t.id,
+        job_id,
+        task_type: t.task_type.as_str().to_owned(),
+        namespace: t.namespace.as_str().to_owned(),
+        status: Status::Pending,
+        start_time: start,
+        end_time: None,
+        attempt: 1,
+        progress: None,
+        error: None,
+        meta: serde_json::value::RawValue::from_string(t.meta.as_json().to_owned())
+            .map_err(|e| StoreError::Internal(e.to_string()))?,
+        timeout_seconds: t.timeout_seconds,
+        created_at: now,
+        updated_at: now,
+    })
+}
+
+/// Sorts tasks into those already stored (an idempotent repeat, returned as stored) and
+/// those to insert. A task id used with other content, or under another job, conflicts.
+fn partition_tasks(
+    c: &Connection,
+    job_id: JobId,
+    tasks: Vec<NewTask>,
+) -> Result<Vec<Result<Task, NewTask>>, StoreError> {
+    tasks
+        .into_iter()
+        .map(|t| match rows::task(c, t.id)? {
+            None => Ok(Err(t)),
+            Some(existing) if t.id_supplied && t.matches(job_id, &existing) => Ok(Ok(existing)),
+            Some(existing) if existing.job_id != job_id => Err(StoreError::Conflict(format!(
+                "task id {} is already used by job {}",
+                t.id, existing.job_id
+            ))),
+            Some(_) => Err(StoreError::Conflict(format!(
+                "task {} already exists with different content",
+                t.id
+            ))),
+        })
+        .collect()
+}
+
+pub(crate) fn create_job(c: &Connection, new: NewJob) -> Result<Created<Job>, StoreError> {
+    let now = Timestamp::now();
+    if let Some(existing) = rows::job(c, new.id)? {
+        let same = new.matches(&existing.job)
+            && new.tasks.iter().all(|t| {
+                t.id_supplied
+                    && rows::task(c, t.id)
+                        .ok()
+                        .flatten()
+                        .is_some_and(|stored| t.matches(new.id, &stored))
+            });
+        if same {
+            return Ok(Created {
+                value: existing.job,
+                created: false,
+            });
+        }
+        return Err(StoreError::Conflict(format!(
+            "job {} already exists with different content",
+            new.id
+        )));
+    }
+    let state = machine::new_job(new.auto_complete, new.tasks.len() as i64);
+    let start = new.start_time.unwrap_or(now);
+    c.prepare_cached(
+        "INSERT INTO jobs (id, correlation_id, type, namespace, status, status_explicit, \
+         auto_complete, start_time, tasks_total, tasks_pending, meta, created_at, updated_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, 0, ?6, ?7, ?8, ?8, ?9, ?10, ?10)",
+    )
+    .map_err(internal)?
+    .execute(params![
+        new.id.as_bytes(),
+        new.correlation_id,
+        new.job_type.as_str(),
+        new.namespace.as_str(),
+        state.status.code(),
+        new.auto_complete,
+        start.as_millis(),
+        state.counters.total,
+        new.meta.as_json(),
+        now.as_millis(),
+    ])
+    .map_err(internal)?;
+    for (key, value) in new.meta.index_entries() {
+        c.prepare_cached("INSERT OR IGNORE INTO job_meta (key, value, job_id) VALUES (?1, ?2, ?3)")
+            .map_err(internal)?
+            .execute(params![key, value, new.id.as_bytes()])
+            .map_err(internal)?;
+    }
+    append_event(
+        c,
+        new.id,
+        None,
+        &EventDraft::simple(EventKind::Created),
+        None,
+        now,
+    )?;
+    for t in partition_tasks(c, new.id, new.tasks.clone())? {
+        match t {
+            Err(t) => {
+                insert_task(c, new.id, &t, now)?;
+            }
+            Ok(existing) => {
+                return Err(StoreError::Conflict(format!(
+                    "task id {} is already used by job {}",
+                    existing.id, existing.job_id
+                )));
+            }
+        }
+    }
+    let job = load_job(c, new.id)?.job;
+    Ok(Created {
+        value: job,
+        created: true,
+    })
+}
+
+pub(crate) fn add_tasks(
+    c: &Connection,
+    job_id: JobId,
+    tasks: Vec<NewTask>,
+) -> Result<Vec<Task>, StoreError> {
+    let now = Timestamp::now();
+    let row = load_job(c, job_id)?;
+    let parts = partition_tasks(c, job_id, tasks)?;
+    let fresh = parts.iter().filter(|p| p.is_err()).count() as i64;
+    if fresh == 0 {
+        return Ok(parts.into_iter().filter_map(Result::ok).collect());
+    }
+    let (state, job_event) = machine::add_tasks(&row.state(), fresh, now)?;
+    let mut out = Vec::with_capacity(parts.len());
+    for p in parts {
+        out.push(match p {
+            Ok(existing) => existing,
+            Err(t) => insert_task(c, job_id, &t, now)?,
+        });
+    }
+    save_job_state(c, job_id, &state, now)?;
+    if let Some(e) = job_event {
+        append_event(c, job_id, None, &e, None, now)?;
+    }
+    Ok(out)
+}
+
+pub(crate) fn update_tasks(
+    c: &Connection,
+    updates: Vec<TaskUpdate>,
+) -> Vec<Result<Task, StoreError>> {
+    updates
+        .into_iter()
+        .map(|u| in_savepoint(c, |c| update_task(c, u)))
+        .collect()
+}
+
+fn update_task(c: &Connection, u: TaskUpdate) -> Result<Task, StoreError> {
+    let now = Timestamp::now();
+    let mut task = rows::task(c, u.task_id)?
+        .filter(|t| t.job_id == u.job_id)
+        .ok_or_else(|| StoreError::task_not_found(u.job_id, u.task_id))?;
+    let mut job = load_job(c, u.job_id)?;
+    let out = machine::change_task(&job.state(), &task_state(&task), &u.change, now)?;
+    let Some(task_event) = out.task_event else {
+        return Ok(task);
+    };
+    c.prepare_cached(
+        "UPDATE tasks SET status = ?2, attempt = ?3, end_time = ?4, progress_current = ?5, \
+         progress_total = ?6, error = ?7, heartbeat_at = ?8, updated_at = ?8 WHERE id = ?1",
+    )
+    .map_err(internal)?
+    .execute(params![
+        u.task_id.as_bytes(),
+        out.task.status.code(),
+        out.task.attempt,
+        out.task.end_time.map(Timestamp::as_millis),
+        out.task.progress.map(|p| p.current as i64),
+        out.task.progress.and_then(|p| p.total).map(|t| t as i64),
+        out.task.error,
+        now.as_millis(),
+    ])
+    .map_err(internal)?;
+    append_event(c, u.job_id, Some(u.task_id), &task_event, None, now)?;
+    if out.job != job.state() {
+        save_job_state(c, u.job_id, &out.job, now)?;
+        apply_job_state(&mut job.job, &out.job, now);
+    }
+    if let Some(e) = &out.job_event {
+        append_event(c, u.job_id, None, e, None, now)?;
+    }
+    task.status = out.task.status;
+    task.attempt = out.task.attempt;
+    task.end_time = out.task.end_time;
+    task.progress = out.task.progress;
+    task.error = out.task.error;
+    task.updated_at = now;
+    Ok(task)
+}
+
+pub(crate) fn set_job_status(
+    c: &Connection,
+    id: JobId,
+    to: Status,
+    reason: Option<String>,
+) -> Result<Job, StoreError> {
+    let now = Timestamp::now();
+    let mut row = load_job(c, id)?;
+    let out = machine::set_job_status(&row.state(), to, reason.clone(), now)?;
+    let Some(job_event) = out.job_event else {
+        return Ok(row.job);
+    };
+    if out.cancel_open_tasks {
+        let open: Vec<(TaskId, Status)> = c
+            .prepare_cached("SELECT id, status FROM tasks WHERE job_id = ?1 AND status IN (?2, ?3)")
+            .map_err(internal)?
+            .query_map(
+                params![
+                    id.as_bytes(),
+                    Status::Pending.code(),
+                    Status::InProgress.code()
+                ],
+                |r| {
+                    let status = Status::from_code(r.get(1)?).unwrap_or(Status::Pending);
+                    Ok((TaskId::from_uuid(uuid::Uuid::from_bytes(r.get(0)?)), status))
+                },
+            )
+            .map_err(internal)?
+            .collect::<rusqlite::Result<_>>()
+            .map_err(internal)?;
+        c.prepare_cached(
+            "UPDATE tasks SET status = ?2, end_time = ?3, updated_at = ?3 \
+             WHERE job_id = ?1 AND status IN (?4, ?5)",
+        )
+        .map_err(internal)?
+        .execute(params![
+            id.as_bytes(),
+            Status::Cancelled.code(),
+            now.as_millis(),
+            Status::Pending.code(),
+            Status::InProgress.code()
+        ])
+        .map_err(internal)?;
+        for (task_id, from) in open {
+            let e = EventDraft::status(from, Status::Cancelled, reason.clone());
+            append_event(c, id, Some(task_id), &e, None, now)?;
+        }
+    }
+    save_job_state(c, id, &out.job, now)?;
+    append_event(c, id, None, &job_event, None, now)?;
+    apply_job_state(&mut row.job, &out.job, now);
+    Ok(row.job)
+}
+
+pub(crate) fn add_note(c: &Connection, note: NewNote) -> Result<HistoryEvent, StoreError> {
+    let now = Timestamp::now();
+    load_job(c, note.job_id)?;
+    if let Some(task_id) = note.task_id
+        && rows::task(c, task_id)?.is_none_or(|t| t.job_id != note.job_id)
+    {
+        return Err(StoreError::task_not_found(note.job_id, task_id));
+    }
+    let draft = EventDraft {
+        message: Some(note.message),
+        ..EventDraft::simple(EventKind::Note)
+    };
+    let seq = append_event(
+        c,
+        note.job_id,
+        note.task_id,
+        &draft,
+        note.data.as_deref(),
+        now,
+    )?;
+    rows::event(c, seq)
+}

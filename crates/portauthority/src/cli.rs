@@ -1,0 +1,150 @@
+//! Command-line parsing and the subcommands.
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use portauthority_server::{App, Config};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "portauthority",
+    version,
+    about = "Job management and task tracking service"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the HTTP API (applies pending migrations first).
+    Serve(ServeArgs),
+    /// Apply the embedded migrations and print the schema version.
+    Migrate(DatabaseArgs),
+    /// Print the OpenAPI document.
+    Openapi,
+}
+
+#[derive(Args, Debug)]
+struct DatabaseArgs {
+    /// Database URL: sqlite://PATH (embedded default).
+    #[arg(
+        long,
+        env = "PORTAUTHORITY_DATABASE_URL",
+        default_value = "sqlite://portauthority.db"
+    )]
+    database_url: String,
+}
+
+#[derive(Args, Debug)]
+struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "PORTAUTHORITY_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: String,
+    #[command(flatten)]
+    db: DatabaseArgs,
+    /// Largest accepted request body, in bytes.
+    #[arg(long, env = "PORTAUTHORITY_BODY_LIMIT", default_value_t = 1024 * 1024)]
+    body_limit: usize,
+    /// Most items in one batch request.
+    #[arg(long, env = "PORTAUTHORITY_BATCH_MAX", default_value_t = 1000)]
+    batch_max: usize,
+    /// Largest `meta` object, in bytes of JSON.
+    #[arg(long, env = "PORTAUTHORITY_META_MAX_BYTES", default_value_t = 16 * 1024)]
+    meta_max_bytes: usize,
+    /// Log format: text or json.
+    #[arg(long, env = "PORTAUTHORITY_LOG_FORMAT", default_value = "text")]
+    log_format: String,
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve(args) => serve(args).await,
+        Command::Migrate(args) => {
+            init_logging("text");
+            let version = portauthority_store::migrate(&args.database_url)
+                .await
+                .with_context(|| format!("migrating {}", args.database_url))?;
+            println!("schema version {version}");
+            Ok(())
+        }
+        Command::Openapi => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&portauthority_server::openapi())?
+            );
+            Ok(())
+        }
+    }
+}
+
+fn init_logging(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("PORTAUTHORITY_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = if format == "json" {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    init_logging(&args.log_format);
+    let mut config = Config {
+        listen: args.listen,
+        database_url: args.db.database_url,
+        body_limit: args.body_limit,
+        ..Config::default()
+    };
+    config.limits.batch_max = args.batch_max;
+    config.limits.meta_max_bytes = args.meta_max_bytes;
+    let app = App::build(config.clone()).await?;
+    tracing::info!(
+        "listening on http://{} with the {} store at {}",
+        app.local_addr(),
+        app.store().kind(),
+        redact(&config.database_url)
+    );
+    app.run_until(shutdown_signal()).await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Hides a password in a database URL before it is logged.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..s + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down: finishing in-flight requests");
+}
