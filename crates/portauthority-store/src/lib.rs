@@ -6,8 +6,10 @@
 //! method that returns `Ok` for a write has committed it durably.
 
 mod error;
+pub mod postgres;
 mod query;
 pub mod sqlite;
+mod state;
 
 use async_trait::async_trait;
 use portauthority_core::api::{HistoryEvent, Job, NewJob, NewTask, Progress, Task};
@@ -128,14 +130,15 @@ impl TaskUpdate {
 
 /// Opens the store a database URL names and brings its schema up to date.
 ///
-/// `sqlite://path/to/file.db` (created if missing) is the embedded default.
+/// `sqlite://path/to/file.db` (created if missing) is the embedded default;
+/// `postgres://user@host/db` is the scale-out store.
 pub async fn open(url: &str) -> Result<Arc<dyn Store>, StoreError> {
     if sqlite::handles(url) {
         Ok(Arc::new(sqlite::SqliteStore::open(url).await?))
+    } else if postgres::handles(url) {
+        Ok(Arc::new(postgres::PgStore::open(url).await?))
     } else {
-        Err(StoreError::Config(format!(
-            "unsupported database URL {url:?}: expected sqlite://PATH"
-        )))
+        Err(unsupported(url))
     }
 }
 
@@ -143,9 +146,15 @@ pub async fn open(url: &str) -> Result<Arc<dyn Store>, StoreError> {
 pub async fn migrate(url: &str) -> Result<i64, StoreError> {
     if sqlite::handles(url) {
         sqlite::migrate(url).await
+    } else if postgres::handles(url) {
+        postgres::migrate(url).await
     } else {
-        Err(StoreError::Config(format!(
-            "unsupported database URL {url:?}: expected sqlite://PATH"
-        )))
+        Err(unsupported(url))
     }
+}
+
+fn unsupported(url: &str) -> StoreError {
+    StoreError::Config(format!(
+        "unsupported database URL {url:?}: expected sqlite://PATH or postgres://USER@HOST/DATABASE"
+    ))
 }

@@ -4,7 +4,7 @@ use super::internal;
 use crate::StoreError;
 use crate::query::{HistoryScope, JobFilter, Page, Paging, TaskFilter};
 use portauthority_core::api::{EventKind, HistoryEvent, Job, Progress, SortField, SortOrder, Task};
-use portauthority_core::{Counters, JobId, JobState, Status, TaskId, TaskState, Timestamp};
+use portauthority_core::{Counters, JobId, Status, TaskId, Timestamp};
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, Row, params_from_iter};
 use serde_json::value::RawValue;
@@ -19,33 +19,7 @@ pub(crate) const TASK_COLUMNS: &str = "id, job_id, type, namespace, status, atte
 const HISTORY_COLUMNS: &str = "seq, job_id, task_id, kind, time, from_status, to_status, reason, \
     message, data, progress_current, progress_total";
 
-/// A job row with the fields the API does not show.
-pub(crate) struct JobRow {
-    pub job: Job,
-    pub explicit: bool,
-}
-
-impl JobRow {
-    pub fn state(&self) -> JobState {
-        JobState {
-            status: self.job.status,
-            explicit: self.explicit,
-            auto_complete: self.job.auto_complete,
-            counters: self.job.tasks,
-            end_time: self.job.end_time,
-        }
-    }
-}
-
-pub(crate) fn task_state(t: &Task) -> TaskState {
-    TaskState {
-        status: t.status,
-        attempt: t.attempt,
-        end_time: t.end_time,
-        progress: t.progress,
-        error: t.error.clone(),
-    }
-}
+pub(crate) use crate::state::{JobRow, task_state};
 
 fn bad_row(what: &str) -> rusqlite::Error {
     rusqlite::Error::InvalidColumnType(0, what.to_owned(), rusqlite::types::Type::Null)

@@ -228,13 +228,6 @@ fn save_job_state(
     Ok(())
 }
 
-fn apply_job_state(job: &mut Job, s: &JobState, now: Timestamp) {
-    job.status = s.status;
-    job.end_time = s.end_time;
-    job.tasks = s.counters;
-    job.updated_at = now;
-}
-
 fn load_job(c: &Connection, id: JobId) -> Result<JobRow, StoreError> {
     rows::job(c, id)?.ok_or_else(|| StoreError::job_not_found(id))
 }
@@ -458,17 +451,12 @@ fn update_task(c: &Connection, u: TaskUpdate) -> Result<Task, StoreError> {
     append_event(c, u.job_id, Some(u.task_id), &task_event, None, now)?;
     if out.job != job.state() {
         save_job_state(c, u.job_id, &out.job, now)?;
-        apply_job_state(&mut job.job, &out.job, now);
+        job.apply(&out.job, now);
     }
     if let Some(e) = &out.job_event {
         append_event(c, u.job_id, None, e, None, now)?;
     }
-    task.status = out.task.status;
-    task.attempt = out.task.attempt;
-    task.end_time = out.task.end_time;
-    task.progress = out.task.progress;
-    task.error = out.task.error;
-    task.updated_at = now;
+    crate::state::apply_task_state(&mut task, &out.task, now);
     Ok(task)
 }
 
@@ -522,7 +510,7 @@ pub(crate) fn set_job_status(
     }
     save_job_state(c, id, &out.job, now)?;
     append_event(c, id, None, &job_event, None, now)?;
-    apply_job_state(&mut row.job, &out.job, now);
+    row.apply(&out.job, now);
     Ok(row.job)
 }
 

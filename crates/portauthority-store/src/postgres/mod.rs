@@ -1,0 +1,623 @@
+//! The scale-out store: PostgreSQL through a connection pool.
+//!
+//! Any number of processes share one database; nothing lives in a process that another
+//! needs. Every write is one short transaction that first locks the job row
+//! (`SELECT ... FOR UPDATE`), so the counters, the job's derived status and the task change
+//! together. All writers lock jobs before tasks and batches lock jobs in id order, so
+//! transactions do not deadlock; serialization failures, deadlocks and races on a unique
+//! key are retried here and never reach a client.
+
+mod rows;
+
+use crate::query::{HistoryScope, JobFilter, Page, Paging, TaskFilter};
+use crate::state::{JobRow, apply_task_state, lock_order, task_state};
+use crate::{Created, NewNote, Store, StoreError, TaskUpdate};
+use async_trait::async_trait;
+use portauthority_core::api::{EventKind, HistoryEvent, Job, NewJob, NewTask, Task};
+use portauthority_core::machine::{self, EventDraft, JobState};
+use portauthority_core::{JobId, Status, TaskId, Timestamp};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{PgConnection, PgPool};
+use std::future::Future;
+use std::pin::Pin;
+use std::str::FromStr;
+use std::time::Duration;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// Whether `url` names a PostgreSQL database.
+pub fn handles(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
+}
+
+/// Most attempts of one transaction that keeps meeting retryable errors.
+const MAX_ATTEMPTS: u32 = 10;
+
+/// An error inside a transaction: a database error (maybe retryable) or a refusal.
+pub(crate) enum TxError {
+    Db(sqlx::Error),
+    Store(StoreError),
+}
+
+impl From<sqlx::Error> for TxError {
+    fn from(e: sqlx::Error) -> Self {
+        TxError::Db(e)
+    }
+}
+
+impl From<StoreError> for TxError {
+    fn from(e: StoreError) -> Self {
+        TxError::Store(e)
+    }
+}
+
+impl From<portauthority_core::Refusal> for TxError {
+    fn from(r: portauthority_core::Refusal) -> Self {
+        TxError::Store(r.into())
+    }
+}
+
+type TxResult<T> = Result<T, TxError>;
+type BoxFut<'c, T> = Pin<Box<dyn Future<Output = TxResult<T>> + Send + 'c>>;
+
+/// Serialization failure, deadlock, or a unique key another transaction took first (the
+/// retry then finds the row and answers as an idempotent repeat or a conflict).
+fn retryable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(db) => matches!(db.code().as_deref(), Some("40001" | "40P01" | "23505")),
+        _ => false,
+    }
+}
+
+fn db_error(e: sqlx::Error) -> StoreError {
+    match &e {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_) => StoreError::Unavailable(e.to_string()),
+        sqlx::Error::Database(db)
+            if db.code().is_some_and(|c| {
+                // Class 08: connection exceptions; 57P0x: the server is shutting down or restarting.
+                c.starts_with("08") || c.starts_with("57P") || c == "53300"
+            }) =>
+        {
+            StoreError::Unavailable(e.to_string())
+        }
+        _ => StoreError::Internal(e.to_string()),
+    }
+}
+
+/// The PostgreSQL implementation of [`Store`].
+pub struct PgStore {
+    pool: PgPool,
+}
+
+fn connect_options(url: &str) -> Result<PgConnectOptions, StoreError> {
+    PgConnectOptions::from_str(url).map_err(|e| StoreError::Config(format!("bad PostgreSQL URL: {e}")))
+}
+
+impl PgStore {
+    /// Connects, applies migrations, and returns the store.
+    pub async fn open(url: &str) -> Result<PgStore, StoreError> {
+        let pool = PgPoolOptions::new()
+            .max_connections(pool_size())
+            .min_connections(0)
+            // While the database is down, requests fail fast with 503 instead of hanging.
+            .acquire_timeout(Duration::from_secs(2))
+            .idle_timeout(Duration::from_secs(300))
+            .connect_lazy_with(connect_options(url)?);
+        run_migrations(&pool).await?;
+        Ok(PgStore { pool })
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Runs `f` in a transaction, retrying it on retryable errors.
+    async fn tx<T, F>(&self, mut f: F) -> Result<T, StoreError>
+    where
+        T: Send,
+        F: for<'c> FnMut(&'c mut PgConnection) -> BoxFut<'c, T> + Send,
+    {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut tx = self.pool.begin().await.map_err(db_error)?;
+            let err = match f(&mut tx).await {
+                Ok(v) => match tx.commit().await {
+                    Ok(()) => return Ok(v),
+                    Err(e) => e,
+                },
+                Err(TxError::Store(e)) => {
+                    let _ = tx.rollback().await;
+                    return Err(e);
+                }
+                Err(TxError::Db(e)) => {
+                    let _ = tx.rollback().await;
+                    e
+                }
+            };
+            if retryable(&err) && attempt < MAX_ATTEMPTS {
+                let backoff = Duration::from_millis(2u64 << attempt.min(6));
+                tracing::debug!(attempt, error = %err, "retrying transaction");
+                tokio::time::sleep(backoff).await;
+                continue;
+            }
+            return Err(db_error(err));
+        }
+    }
+}
+
+fn pool_size() -> u32 {
+    std::env::var("PORTAUTHORITY_DATABASE_POOL")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(16)
+}
+
+async fn run_migrations(pool: &PgPool) -> Result<i64, StoreError> {
+    // The migrator holds an advisory lock while it runs: concurrent runs take turns.
+    MIGRATOR.run(pool).await.map_err(|e| match e {
+        sqlx::migrate::MigrateError::Execute(e) => db_error(e),
+        other => StoreError::Internal(format!("migration failed: {other}")),
+    })?;
+    let version: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations WHERE success")
+        .fetch_one(pool)
+        .await
+        .map_err(db_error)?;
+    Ok(version.unwrap_or(0))
+}
+
+/// Applies pending migrations to the database at `url` and returns the schema version.
+pub async fn migrate(url: &str) -> Result<i64, StoreError> {
+    let pool = PgPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect_with(connect_options(url)?)
+        .await
+        .map_err(db_error)?;
+    let v = run_migrations(&pool).await;
+    pool.close().await;
+    v
+}
+
+#[async_trait]
+impl Store for PgStore {
+    fn kind(&self) -> &'static str {
+        "postgres"
+    }
+
+    async fn create_job(&self, job: NewJob) -> Result<Created<Job>, StoreError> {
+        self.tx(|c| Box::pin(create_job(c, job.clone()))).await
+    }
+
+    async fn get_job(&self, id: JobId) -> Result<Job, StoreError> {
+        let mut c = self.pool.acquire().await.map_err(db_error)?;
+        rows::job(&mut c, id, false)
+            .await
+            .map_err(db_error)?
+            .map(|r| r.job)
+            .ok_or_else(|| StoreError::job_not_found(id))
+    }
+
+    async fn list_jobs(&self, filter: JobFilter, paging: Paging) -> Result<Page<Job>, StoreError> {
+        let mut c = self.pool.acquire().await.map_err(db_error)?;
+        rows::list_jobs(&mut c, &filter, &paging).await.map_err(db_error)
+    }
+
+    async fn set_job_status(&self, id: JobId, status: Status, reason: Option<String>) -> Result<Job, StoreError> {
+        self.tx(|c| Box::pin(set_job_status(c, id, status, reason.clone()))).await
+    }
+
+    async fn add_tasks(&self, job_id: JobId, tasks: Vec<NewTask>) -> Result<Vec<Task>, StoreError> {
+        self.tx(|c| Box::pin(add_tasks(c, job_id, tasks.clone()))).await
+    }
+
+    async fn get_task(&self, job_id: JobId, task_id: TaskId) -> Result<Task, StoreError> {
+        let mut c = self.pool.acquire().await.map_err(db_error)?;
+        rows::task(&mut c, task_id)
+            .await
+            .map_err(db_error)?
+            .filter(|t| t.job_id == job_id)
+            .ok_or_else(|| StoreError::task_not_found(job_id, task_id))
+    }
+
+    async fn list_tasks(&self, job_id: JobId, filter: TaskFilter, paging: Paging) -> Result<Page<Task>, StoreError> {
+        let mut c = self.pool.acquire().await.map_err(db_error)?;
+        if rows::job(&mut c, job_id, false).await.map_err(db_error)?.is_none() {
+            return Err(StoreError::job_not_found(job_id));
+        }
+        rows::list_tasks(&mut c, job_id, &filter, &paging).await.map_err(db_error)
+    }
+
+    async fn update_tasks(&self, updates: Vec<TaskUpdate>) -> Result<Vec<Result<Task, StoreError>>, StoreError> {
+        let order = lock_order(&updates, |u| *u.job_id.as_bytes());
+        self.tx(|c| {
+            let updates = updates.clone();
+            let order = order.clone();
+            Box::pin(async move {
+                let mut results: Vec<Option<Result<Task, StoreError>>> = vec![None; updates.len()];
+                for i in order {
+                    results[i] = Some(match update_task(c, &updates[i]).await {
+                        Ok(t) => Ok(t),
+                        Err(TxError::Store(e)) => Err(e),
+                        Err(db) => return Err(db),
+                    });
+                }
+                Ok(results.into_iter().map(|r| r.expect("every slot filled")).collect())
+            })
+        })
+        .await
+    }
+
+    async fn history(&self, scope: HistoryScope, after: i64, size: u32) -> Result<Vec<HistoryEvent>, StoreError> {
+        let mut c = self.pool.acquire().await.map_err(db_error)?;
+        match scope {
+            HistoryScope::Job(job_id) => {
+                if rows::job(&mut c, job_id, false).await.map_err(db_error)?.is_none() {
+                    return Err(StoreError::job_not_found(job_id));
+                }
+            }
+            HistoryScope::Task(job_id, task_id) => {
+                let t = rows::task(&mut c, task_id).await.map_err(db_error)?;
+                if t.is_none_or(|t| t.job_id != job_id) {
+                    return Err(StoreError::task_not_found(job_id, task_id));
+                }
+            }
+        }
+        rows::history(&mut c, scope, after, size).await.map_err(db_error)
+    }
+
+    async fn add_note(&self, note: NewNote) -> Result<HistoryEvent, StoreError> {
+        self.tx(|c| Box::pin(add_note(c, note.clone()))).await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await.map_err(db_error)?;
+        Ok(())
+    }
+
+    async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Write operations, each inside `PgStore::tx`.
+
+fn ts(t: Timestamp) -> chrono::DateTime<chrono::Utc> {
+    t.to_datetime()
+}
+
+async fn append_event(
+    c: &mut PgConnection,
+    job_id: JobId,
+    task_id: Option<TaskId>,
+    e: &EventDraft,
+    data: Option<&str>,
+    now: Timestamp,
+) -> TxResult<i64> {
+    let published = matches!(e.kind, EventKind::Created | EventKind::TaskAdded | EventKind::StatusChanged);
+    // One round trip writes the event and, for published kinds, its outbox row.
+    let seq: i64 = sqlx::query_scalar(
+        "WITH h AS (
+             INSERT INTO history (job_id, task_id, kind, time, from_status, to_status, reason,
+                                  message, data, progress_current, progress_total)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::json, $10, $11)
+             RETURNING seq
+         ), o AS (
+             INSERT INTO outbox (seq) SELECT seq FROM h WHERE $12
+         )
+         SELECT seq FROM h",
+    )
+    .bind(job_id.as_uuid())
+    .bind(task_id.map(|t| *t.as_uuid()))
+    .bind(e.kind.as_str())
+    .bind(ts(now))
+    .bind(e.from.map(Status::code))
+    .bind(e.to.map(Status::code))
+    .bind(e.reason.as_deref())
+    .bind(e.message.as_deref())
+    .bind(data)
+    .bind(e.progress.map(|p| p.current as i64))
+    .bind(e.progress.and_then(|p| p.total).map(|t| t as i64))
+    .bind(published)
+    .fetch_one(&mut *c)
+    .await?;
+    Ok(seq)
+}
+
+async fn save_job_state(c: &mut PgConnection, id: JobId, s: &JobState, now: Timestamp) -> TxResult<()> {
+    sqlx::query(
+        "UPDATE jobs SET status = $2, status_explicit = $3, end_time = $4, tasks_total = $5,
+         tasks_pending = $6, tasks_in_progress = $7, tasks_failed = $8, tasks_completed = $9,
+         tasks_cancelled = $10, updated_at = $11 WHERE id = $1",
+    )
+    .bind(id.as_uuid())
+    .bind(s.status.code())
+    .bind(s.explicit)
+    .bind(s.end_time.map(ts))
+    .bind(s.counters.total)
+    .bind(s.counters.pending)
+    .bind(s.counters.in_progress)
+    .bind(s.counters.failed)
+    .bind(s.counters.completed)
+    .bind(s.counters.cancelled)
+    .bind(ts(now))
+    .execute(&mut *c)
+    .await?;
+    Ok(())
+}
+
+/// Loads and locks a job row: every writer of a job and its tasks goes through here first.
+async fn lock_job(c: &mut PgConnection, id: JobId) -> TxResult<JobRow> {
+    Ok(rows::job(c, id, true).await?.ok_or_else(|| StoreError::job_not_found(id))?)
+}
+
+async fn insert_tasks(c: &mut PgConnection, job_id: JobId, tasks: &[NewTask], now: Timestamp) -> TxResult<Vec<Task>> {
+    let mut out = Vec::with_capacity(tasks.len());
+    for t in tasks {
+        let start = t.start_time.unwrap_or(now);
+        sqlx::query(
+            "INSERT INTO tasks (id, job_id, type, namespace, status, attempt, start_time, meta,
+                                timeout_seconds, heartbeat_at, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, 1, $6, $7::json, $8, $9, $9, $9)",
+        )
+        .bind(t.id.as_uuid())
+        .bind(job_id.as_uuid())
+        .bind(t.task_type.as_str())
+        .bind(t.namespace.as_str())
+        .bind(Status::Pending.code())
+        .bind(ts(start))
+        .bind(t.meta.as_json())
+        .bind(t.timeout_seconds)
+        .bind(ts(now))
+        .execute(&mut *c)
+        .await?;
+        append_event(c, job_id, Some(t.id), &EventDraft::simple(EventKind::TaskAdded), None, now).await?;
+        out.push(Task {
+            id: t.id,
+            job_id,
+            task_type: t.task_type.as_str().to_owned(),
+            namespace: t.namespace.as_str().to_owned(),
+            status: Status::Pending,
+            start_time: start,
+            end_time: None,
+            attempt: 1,
+            progress: None,
+            error: None,
+            meta: serde_json::value::RawValue::from_string(t.meta.as_json().to_owned())
+                .map_err(|e| StoreError::Internal(e.to_string()))?,
+            timeout_seconds: t.timeout_seconds,
+            created_at: now,
+            updated_at: now,
+        });
+    }
+    Ok(out)
+}
+
+/// Sorts tasks into stored repeats (returned as stored) and new ones; see the SQLite twin.
+async fn partition_tasks(
+    c: &mut PgConnection,
+    job_id: JobId,
+    tasks: Vec<NewTask>,
+) -> TxResult<Vec<Result<Task, NewTask>>> {
+    let mut out = Vec::with_capacity(tasks.len());
+    for t in tasks {
+        out.push(match rows::task(c, t.id).await? {
+            None => Err(t),
+            Some(existing) if t.id_supplied && t.matches(job_id, &existing) => Ok(existing),
+            Some(existing) if existing.job_id != job_id => {
+                return Err(StoreError::Conflict(format!(
+                    "task id {} is already used by job {}",
+                    t.id, existing.job_id
+                ))
+                .into());
+            }
+            Some(_) => {
+                return Err(StoreError::Conflict(format!("task {} already exists with different content", t.id)).into());
+            }
+        });
+    }
+    Ok(out)
+}
+
+async fn create_job(c: &mut PgConnection, new: NewJob) -> TxResult<Created<Job>> {
+    let now = Timestamp::now();
+    if let Some(existing) = rows::job(c, new.id, false).await? {
+        let mut same = new.matches(&existing.job);
+        for t in &new.tasks {
+            if !same {
+                break;
+            }
+            same = t.id_supplied && rows::task(c, t.id).await?.is_some_and(|stored| t.matches(new.id, &stored));
+        }
+        if same {
+            return Ok(Created { value: existing.job, created: false });
+        }
+        return Err(StoreError::Conflict(format!("job {} already exists with different content", new.id)).into());
+    }
+    let state = machine::new_job(new.auto_complete, new.tasks.len() as i64);
+    let start = new.start_time.unwrap_or(now);
+    sqlx::query(
+        "INSERT INTO jobs (id, correlation_id, type, namespace, status, status_explicit, auto_complete,
+                           start_time, tasks_total, tasks_pending, meta, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, false, $6, $7, $8, $8, $9::json, $10, $10)",
+    )
+    .bind(new.id.as_uuid())
+    .bind(new.correlation_id.as_deref())
+    .bind(new.job_type.as_str())
+    .bind(new.namespace.as_str())
+    .bind(state.status.code())
+    .bind(new.auto_complete)
+    .bind(ts(start))
+    .bind(state.counters.total)
+    .bind(new.meta.as_json())
+    .bind(ts(now))
+    .execute(&mut *c)
+    .await?;
+    append_event(c, new.id, None, &EventDraft::simple(EventKind::Created), None, now).await?;
+    let mut fresh = Vec::with_capacity(new.tasks.len());
+    for p in partition_tasks(c, new.id, new.tasks.clone()).await? {
+        match p {
+            Err(t) => fresh.push(t),
+            Ok(existing) => {
+                return Err(StoreError::Conflict(format!(
+                    "task id {} is already used by job {}",
+                    existing.id, existing.job_id
+                ))
+                .into());
+            }
+        }
+    }
+    insert_tasks(c, new.id, &fresh, now).await?;
+    let job = rows::job(c, new.id, false)
+        .await?
+        .ok_or_else(|| StoreError::Internal("created job vanished".into()))?
+        .job;
+    Ok(Created { value: job, created: true })
+}
+
+async fn add_tasks(c: &mut PgConnection, job_id: JobId, tasks: Vec<NewTask>) -> TxResult<Vec<Task>> {
+    let now = Timestamp::now();
+    let row = lock_job(c, job_id).await?;
+    let parts = partition_tasks(c, job_id, tasks).await?;
+    let fresh: Vec<NewTask> = parts.iter().filter_map(|p| p.as_ref().err().cloned()).collect();
+    if fresh.is_empty() {
+        return Ok(parts.into_iter().filter_map(Result::ok).collect());
+    }
+    let (state, job_event) = machine::add_tasks(&row.state(), fresh.len() as i64, now)?;
+    let mut inserted = insert_tasks(c, job_id, &fresh, now).await?.into_iter();
+    let out = parts
+        .into_iter()
+        .map(|p| match p {
+            Ok(existing) => existing,
+            Err(_) => inserted.next().expect("one inserted task per new task"),
+        })
+        .collect();
+    save_job_state(c, job_id, &state, now).await?;
+    if let Some(e) = job_event {
+        append_event(c, job_id, None, &e, None, now).await?;
+    }
+    Ok(out)
+}
+
+async fn update_task(c: &mut PgConnection, u: &TaskUpdate) -> TxResult<Task> {
+    let now = Timestamp::now();
+    let job = rows::job(c, u.job_id, true).await?;
+    let (Some(mut job), Some(mut task)) = (job, rows::task(c, u.task_id).await?.filter(|t| t.job_id == u.job_id))
+    else {
+        return Err(StoreError::task_not_found(u.job_id, u.task_id).into());
+    };
+    let out = machine::change_task(&job.state(), &task_state(&task), &u.change, now)?;
+    let Some(task_event) = out.task_event else {
+        return Ok(task);
+    };
+    sqlx::query(
+        "UPDATE tasks SET status = $2, attempt = $3, end_time = $4, progress_current = $5,
+         progress_total = $6, error = $7, heartbeat_at = $8, updated_at = $8 WHERE id = $1",
+    )
+    .bind(u.task_id.as_uuid())
+    .bind(out.task.status.code())
+    .bind(out.task.attempt)
+    .bind(out.task.end_time.map(ts))
+    .bind(out.task.progress.map(|p| p.current as i64))
+    .bind(out.task.progress.and_then(|p| p.total).map(|t| t as i64))
+    .bind(out.task.error.as_deref())
+    .bind(ts(now))
+    .execute(&mut *c)
+    .await?;
+    append_event(c, u.job_id, Some(u.task_id), &task_event, None, now).await?;
+    if out.job != job.state() {
+        save_job_state(c, u.job_id, &out.job, now).await?;
+        job.apply(&out.job, now);
+    }
+    if let Some(e) = &out.job_event {
+        append_event(c, u.job_id, None, e, None, now).await?;
+    }
+    apply_task_state(&mut task, &out.task, now);
+    Ok(task)
+}
+
+async fn set_job_status(c: &mut PgConnection, id: JobId, to: Status, reason: Option<String>) -> TxResult<Job> {
+    let now = Timestamp::now();
+    let mut row = lock_job(c, id).await?;
+    let out = machine::set_job_status(&row.state(), to, reason.clone(), now)?;
+    let Some(job_event) = out.job_event else {
+        return Ok(row.job);
+    };
+    if out.cancel_open_tasks {
+        // Old statuses come from a self-join: RETURNING only sees the new row.
+        let cancelled: Vec<(uuid::Uuid, i16)> = sqlx::query_as(
+            "UPDATE tasks t SET status = $2, end_time = $3, updated_at = $3
+             FROM tasks old
+             WHERE t.id = old.id AND t.job_id = $1 AND t.status IN ($4, $5)
+             RETURNING t.id, old.status",
+        )
+        .bind(id.as_uuid())
+        .bind(Status::Cancelled.code())
+        .bind(ts(now))
+        .bind(Status::Pending.code())
+        .bind(Status::InProgress.code())
+        .fetch_all(&mut *c)
+        .await?;
+        for (task_id, from) in cancelled {
+            let from = Status::from_code(from.into()).unwrap_or(Status::Pending);
+            let e = EventDraft::status(from, Status::Cancelled, reason.clone());
+            append_event(c, id, Some(TaskId::from_uuid(task_id)), &e, None, now).await?;
+        }
+    }
+    save_job_state(c, id, &out.job, now).await?;
+    append_event(c, id, None, &job_event, None, now).await?;
+    row.apply(&out.job, now);
+    Ok(row.job)
+}
+
+async fn add_note(c: &mut PgConnection, note: NewNote) -> TxResult<HistoryEvent> {
+    let now = Timestamp::now();
+    if rows::job(c, note.job_id, false).await?.is_none() {
+        return Err(StoreError::job_not_found(note.job_id).into());
+    }
+    if let Some(task_id) = note.task_id
+        && rows::task(c, task_id).await?.is_none_or(|t| t.job_id != note.job_id)
+    {
+        return Err(StoreError::task_not_found(note.job_id, task_id).into());
+    }
+    let draft = EventDraft {
+        message: Some(note.message.clone()),
+        ..EventDraft::simple(EventKind::Note)
+    };
+    let seq = append_event(c, note.job_id, note.task_id, &draft, note.data.as_deref(), now).await?;
+    Ok(rows::event(c, seq).await?)
+}
+
+/// Creates a new, empty database on the server `admin_url` points at and returns its URL.
+/// For tests and benchmarks that each want a database of their own.
+pub async fn scratch_database(admin_url: &str, prefix: &str) -> Result<String, StoreError> {
+    use sqlx::Connection;
+    let name = format!("{prefix}_{}", uuid::Uuid::new_v4().simple());
+    let mut conn = sqlx::PgConnection::connect_with(&connect_options(admin_url)?)
+        .await
+        .map_err(db_error)?;
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
+        .execute(&mut conn)
+        .await
+        .map_err(db_error)?;
+    let _ = conn.close().await;
+    let mut url = url_without_database(admin_url);
+    url.push('/');
+    url.push_str(&name);
+    Ok(url)
+}
+
+/// `postgres://user@host:port/db?x=y` → `postgres://user@host:port` (query dropped).
+fn url_without_database(url: &str) -> String {
+    let no_query = url.split('?').next().unwrap_or(url);
+    let scheme_end = no_query.find("://").map(|i| i + 3).unwrap_or(0);
+    match no_query[scheme_end..].find('/') {
+        Some(slash) => no_query[..scheme_end + slash].to_owned(),
+        None => no_query.to_owned(),
+    }
+}

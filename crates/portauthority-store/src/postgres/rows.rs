@@ -1,0 +1,274 @@
+//! Reading rows: mapping PostgreSQL rows to domain types, and the read queries.
+
+use crate::query::{HistoryScope, JobFilter, Page, Paging, TaskFilter};
+use crate::state::JobRow;
+use chrono::{DateTime, Utc};
+use portauthority_core::api::{EventKind, HistoryEvent, Job, Progress, SortField, SortOrder, Task};
+use portauthority_core::{Counters, JobId, Status, TaskId, Timestamp};
+use serde_json::value::RawValue;
+use sqlx::postgres::PgRow;
+use sqlx::{PgConnection, Postgres, QueryBuilder, Row};
+
+const JOB_COLUMNS: &str = "id, correlation_id, type, namespace, status, status_explicit, auto_complete, \
+    start_time, end_time, tasks_total, tasks_pending, tasks_in_progress, tasks_failed, tasks_completed, \
+    tasks_cancelled, meta::text, created_at, updated_at";
+
+const TASK_COLUMNS: &str = "id, job_id, type, namespace, status, attempt, start_time, end_time, \
+    progress_current, progress_total, error, meta::text, timeout_seconds, created_at, updated_at";
+
+const HISTORY_COLUMNS: &str = "seq, job_id, task_id, kind, time, from_status, to_status, reason, \
+    message, data::text, progress_current, progress_total";
+
+fn decode_err(what: &str) -> sqlx::Error {
+    sqlx::Error::Decode(format!("bad {what} in a stored row").into())
+}
+
+fn status(code: i16) -> Result<Status, sqlx::Error> {
+    Status::from_code(code.into()).ok_or_else(|| decode_err("status"))
+}
+
+fn time(t: DateTime<Utc>) -> Timestamp {
+    Timestamp::from_datetime(&t)
+}
+
+fn raw(s: String) -> Result<Box<RawValue>, sqlx::Error> {
+    RawValue::from_string(s).map_err(|_| decode_err("json"))
+}
+
+fn progress(current: Option<i64>, total: Option<i64>) -> Option<Progress> {
+    current.map(|c| Progress {
+        current: c as u64,
+        total: total.map(|t| t as u64),
+    })
+}
+
+fn job_from_row(r: &PgRow) -> Result<JobRow, sqlx::Error> {
+    Ok(JobRow {
+        job: Job {
+            id: JobId::from_uuid(r.try_get(0)?),
+            correlation_id: r.try_get(1)?,
+            job_type: r.try_get(2)?,
+            namespace: r.try_get(3)?,
+            status: status(r.try_get(4)?)?,
+            auto_complete: r.try_get(6)?,
+            start_time: time(r.try_get(7)?),
+            end_time: r.try_get::<Option<DateTime<Utc>>, _>(8)?.map(time),
+            tasks: Counters {
+                total: r.try_get(9)?,
+                pending: r.try_get(10)?,
+                in_progress: r.try_get(11)?,
+                failed: r.try_get(12)?,
+                completed: r.try_get(13)?,
+                cancelled: r.try_get(14)?,
+            },
+            meta: raw(r.try_get(15)?)?,
+            created_at: time(r.try_get(16)?),
+            updated_at: time(r.try_get(17)?),
+        },
+        explicit: r.try_get(5)?,
+    })
+}
+
+fn task_from_row(r: &PgRow) -> Result<Task, sqlx::Error> {
+    Ok(Task {
+        id: TaskId::from_uuid(r.try_get(0)?),
+        job_id: JobId::from_uuid(r.try_get(1)?),
+        task_type: r.try_get(2)?,
+        namespace: r.try_get(3)?,
+        status: status(r.try_get(4)?)?,
+        attempt: r.try_get(5)?,
+        start_time: time(r.try_get(6)?),
+        end_time: r.try_get::<Option<DateTime<Utc>>, _>(7)?.map(time),
+        progress: progress(r.try_get(8)?, r.try_get(9)?),
+        error: r.try_get(10)?,
+        meta: raw(r.try_get(11)?)?,
+        timeout_seconds: r.try_get(12)?,
+        created_at: time(r.try_get(13)?),
+        updated_at: time(r.try_get(14)?),
+    })
+}
+
+fn event_from_row(r: &PgRow) -> Result<HistoryEvent, sqlx::Error> {
+    let kind: String = r.try_get(3)?;
+    let opt_status = |i: usize| -> Result<Option<Status>, sqlx::Error> {
+        r.try_get::<Option<i16>, _>(i)?.map(status).transpose()
+    };
+    Ok(HistoryEvent {
+        seq: r.try_get(0)?,
+        job_id: JobId::from_uuid(r.try_get(1)?),
+        task_id: r.try_get::<Option<uuid::Uuid>, _>(2)?.map(TaskId::from_uuid),
+        kind: EventKind::parse(&kind).ok_or_else(|| decode_err("event kind"))?,
+        time: time(r.try_get(4)?),
+        from: opt_status(5)?,
+        to: opt_status(6)?,
+        reason: r.try_get(7)?,
+        message: r.try_get(8)?,
+        data: r.try_get::<Option<String>, _>(9)?.map(raw).transpose()?,
+        progress: progress(r.try_get(10)?, r.try_get(11)?),
+    })
+}
+
+/// Loads a job; `lock` takes its row lock for the rest of the transaction.
+pub(crate) async fn job(c: &mut PgConnection, id: JobId, lock: bool) -> Result<Option<JobRow>, sqlx::Error> {
+    let sql = if lock {
+        format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1 FOR UPDATE")
+    } else {
+        format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1")
+    };
+    sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(id.as_uuid())
+        .fetch_optional(c)
+        .await?
+        .map(|r| job_from_row(&r))
+        .transpose()
+}
+
+pub(crate) async fn task(c: &mut PgConnection, id: TaskId) -> Result<Option<Task>, sqlx::Error> {
+    sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {TASK_COLUMNS} FROM tasks WHERE id = $1")))
+        .bind(id.as_uuid())
+        .fetch_optional(c)
+        .await?
+        .map(|r| task_from_row(&r))
+        .transpose()
+}
+
+pub(crate) async fn event(c: &mut PgConnection, seq: i64) -> Result<HistoryEvent, sqlx::Error> {
+    let r = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {HISTORY_COLUMNS} FROM history WHERE seq = $1")))
+        .bind(seq)
+        .fetch_one(c)
+        .await?;
+    event_from_row(&r)
+}
+
+fn sort_column(field: SortField) -> &'static str {
+    match field {
+        SortField::StartTime => "start_time",
+        SortField::EndTime => "end_time",
+        SortField::CreatedAt => "created_at",
+        SortField::UpdatedAt => "updated_at",
+        SortField::Type => "type",
+        SortField::Namespace => "namespace",
+        SortField::Status => "status",
+    }
+}
+
+/// Appends ` AND column = value` when the filter is set.
+fn eq(qb: &mut QueryBuilder<Postgres>, column: &str, value: &Option<String>) {
+    if let Some(v) = value {
+        qb.push(format!(" AND {column} = ")).push_bind(v.clone());
+    }
+}
+
+fn statuses(qb: &mut QueryBuilder<Postgres>, statuses: &[Status]) {
+    if !statuses.is_empty() {
+        let codes: Vec<i16> = statuses.iter().map(|s| s.code()).collect();
+        qb.push(" AND status = ANY(").push_bind(codes).push(")");
+    }
+}
+
+/// The JSON document a tagged meta filter value stands for, e.g. `n:123` → `{"k": 123}`.
+fn meta_document(key: &str, tagged: &str) -> Option<serde_json::Value> {
+    let (tag, v) = tagged.split_once(':')?;
+    let value = match tag {
+        "s" => serde_json::Value::String(v.to_owned()),
+        "n" => serde_json::Value::Number(v.parse().ok()?),
+        "b" => serde_json::Value::Bool(v == "true"),
+        _ => return None,
+    };
+    Some(serde_json::json!({ key: value }))
+}
+
+fn order_by(qb: &mut QueryBuilder<Postgres>, paging: &Paging) {
+    let col = sort_column(paging.sort);
+    // NULLS FIRST ascending, as SQLite orders, so both stores page the same way.
+    let dir = match paging.order {
+        SortOrder::Asc => "ASC NULLS FIRST",
+        SortOrder::Desc => "DESC NULLS LAST",
+    };
+    let id_dir = match paging.order {
+        SortOrder::Asc => "ASC",
+        SortOrder::Desc => "DESC",
+    };
+    qb.push(format!(" ORDER BY {col} {dir}, id {id_dir} LIMIT "))
+        .push_bind(paging.size as i64)
+        .push(" OFFSET ")
+        .push_bind(i64::try_from(paging.offset()).unwrap_or(i64::MAX));
+}
+
+fn job_conditions(qb: &mut QueryBuilder<Postgres>, filter: &JobFilter) {
+    eq(qb, "namespace", &filter.namespace);
+    eq(qb, "type", &filter.job_type);
+    eq(qb, "correlation_id", &filter.correlation_id);
+    statuses(qb, &filter.statuses);
+    for (key, values) in &filter.meta {
+        let docs: Vec<serde_json::Value> = values.iter().filter_map(|v| meta_document(key, v)).collect();
+        qb.push(" AND (false");
+        for d in docs {
+            qb.push(" OR meta::jsonb @> ").push_bind(d);
+        }
+        qb.push(")");
+    }
+}
+
+pub(crate) async fn list_jobs(c: &mut PgConnection, filter: &JobFilter, paging: &Paging) -> Result<Page<Job>, sqlx::Error> {
+    let mut count = QueryBuilder::<Postgres>::new("SELECT count(*) FROM jobs WHERE true");
+    job_conditions(&mut count, filter);
+    let total: i64 = count.build_query_scalar().fetch_one(&mut *c).await?;
+    let mut qb = QueryBuilder::<Postgres>::new(format!("SELECT {JOB_COLUMNS} FROM jobs WHERE true"));
+    job_conditions(&mut qb, filter);
+    order_by(&mut qb, paging);
+    let rows = qb.build().fetch_all(&mut *c).await?;
+    let items = rows.iter().map(|r| job_from_row(r).map(|j| j.job)).collect::<Result<_, _>>()?;
+    Ok(Page {
+        items,
+        total_items: total as u64,
+    })
+}
+
+fn task_conditions(qb: &mut QueryBuilder<Postgres>, job_id: JobId, filter: &TaskFilter) {
+    qb.push(" AND job_id = ").push_bind(*job_id.as_uuid());
+    eq(qb, "namespace", &filter.namespace);
+    eq(qb, "type", &filter.task_type);
+    statuses(qb, &filter.statuses);
+}
+
+pub(crate) async fn list_tasks(
+    c: &mut PgConnection,
+    job_id: JobId,
+    filter: &TaskFilter,
+    paging: &Paging,
+) -> Result<Page<Task>, sqlx::Error> {
+    let mut count = QueryBuilder::<Postgres>::new("SELECT count(*) FROM tasks WHERE true");
+    task_conditions(&mut count, job_id, filter);
+    let total: i64 = count.build_query_scalar().fetch_one(&mut *c).await?;
+    let mut qb = QueryBuilder::<Postgres>::new(format!("SELECT {TASK_COLUMNS} FROM tasks WHERE true"));
+    task_conditions(&mut qb, job_id, filter);
+    order_by(&mut qb, paging);
+    let rows = qb.build().fetch_all(&mut *c).await?;
+    let items = rows.iter().map(task_from_row).collect::<Result<_, _>>()?;
+    Ok(Page {
+        items,
+        total_items: total as u64,
+    })
+}
+
+pub(crate) async fn history(
+    c: &mut PgConnection,
+    scope: HistoryScope,
+    after: i64,
+    size: u32,
+) -> Result<Vec<HistoryEvent>, sqlx::Error> {
+    let (column, id) = match scope {
+        HistoryScope::Job(j) => ("job_id", *j.as_uuid()),
+        HistoryScope::Task(_, t) => ("task_id", *t.as_uuid()),
+    };
+    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {HISTORY_COLUMNS} FROM history WHERE {column} = $1 AND seq > $2 ORDER BY seq LIMIT $3"
+    )))
+    .bind(id)
+    .bind(after)
+    .bind(i64::from(size))
+    .fetch_all(c)
+    .await?;
+    rows.iter().map(event_from_row).collect()
+}
