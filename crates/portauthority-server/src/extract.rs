@@ -1,6 +1,8 @@
 //! Request extraction that fails with problem JSON, never with the framework's plain text.
 
 use crate::error::ApiError;
+use axum::body::Bytes;
+use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, Request};
 use portauthority_core::api::{SortField, SortOrder};
 use portauthority_core::{JobId, Status, TaskId};
@@ -8,7 +10,9 @@ use portauthority_store::Paging;
 use serde::de::DeserializeOwned;
 use std::str::FromStr;
 
-/// `axum::Json`, with rejections rendered as problems (400, 413, 415, 422).
+/// A JSON body, with every rejection rendered as a problem: 415 without a JSON content
+/// type, 413 over the body limit, 400 when the body is not JSON at all, and 422 (naming the
+/// field) when it is JSON of the wrong shape.
 pub struct ApiJson<T>(pub T);
 
 impl<S, T> FromRequest<S> for ApiJson<T>
@@ -19,8 +23,11 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let axum::Json(value) = axum::Json::<T>::from_request(req, state).await?;
-        Ok(ApiJson(value))
+        if !json_content_type(req.headers()) {
+            return Err(not_json());
+        }
+        let bytes = body_bytes(req, state).await?;
+        parse_json(&bytes).map(ApiJson)
     }
 }
 
@@ -35,26 +42,85 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let has_body = req
-            .headers()
-            .get(axum::http::header::CONTENT_LENGTH)
-            .is_none_or(|v| v.as_bytes() != b"0");
-        let has_type = req.headers().contains_key(axum::http::header::CONTENT_TYPE);
-        if !has_body || !has_type {
-            let (parts, body) = req.into_parts();
-            let bytes = axum::body::to_bytes(body, usize::MAX)
-                .await
-                .map_err(|e| ApiError::BadRequest(e.to_string()))?;
-            if bytes.iter().all(u8::is_ascii_whitespace) {
-                return Ok(OptionalJson(T::default()));
-            }
-            let req = Request::from_parts(parts, axum::body::Body::from(bytes));
-            let ApiJson(v) = ApiJson::<T>::from_request(req, state).await?;
-            return Ok(OptionalJson(v));
+        let is_json = json_content_type(req.headers());
+        let bytes = body_bytes(req, state).await?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(OptionalJson(T::default()));
         }
-        let ApiJson(v) = ApiJson::<T>::from_request(req, state).await?;
-        Ok(OptionalJson(v))
+        if !is_json {
+            return Err(not_json());
+        }
+        parse_json(&bytes).map(OptionalJson)
     }
+}
+
+fn not_json() -> ApiError {
+    ApiError::UnsupportedMediaType(
+        "expected a request body with Content-Type: application/json".into(),
+    )
+}
+
+/// `application/json`, or any `application/*+json`, with or without parameters.
+fn json_content_type(headers: &axum::http::HeaderMap) -> bool {
+    let Some(value) = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let essence = value.split(';').next().unwrap_or("").trim();
+    match essence.split_once('/') {
+        Some((ty, sub)) => {
+            ty.eq_ignore_ascii_case("application")
+                && (sub.eq_ignore_ascii_case("json") || sub.to_ascii_lowercase().ends_with("+json"))
+        }
+        None => false,
+    }
+}
+
+/// The whole body, within the configured limit (413 beyond it).
+async fn body_bytes<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, ApiError> {
+    Bytes::from_request(req, state)
+        .await
+        .map_err(|e| ApiError::from(JsonRejection::from(e)))
+}
+
+/// Parses a JSON body into `T`. Whether a failure is the client's syntax (400) or the
+/// shape of the value (422) is decided by whether the body is JSON at all: serde_json
+/// reports some shape errors (a number where an enum is expected) as syntax errors, and a
+/// truncated body can fail on its shape before the parser reaches the end.
+fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let parsed = serde_path_to_error::deserialize::<_, T>(&mut de);
+    let err = match parsed {
+        Ok(value) => match de.end() {
+            Ok(()) => return Ok(value),
+            Err(e) => return Err(ApiError::BadRequest(format!("the body is not JSON: {e}"))),
+        },
+        Err(err) => err,
+    };
+    if let Err(syntax) = serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
+        return Err(ApiError::BadRequest(format!(
+            "the body is not JSON: {syntax}"
+        )));
+    }
+    let path = err.path().to_string();
+    let message = err.inner().to_string();
+    // serde_json appends the position; the field name says more.
+    let message = match message.rfind(" at line ") {
+        Some(i) => message[..i].to_owned(),
+        None => message,
+    };
+    let field = match message
+        .strip_prefix("missing field `")
+        .and_then(|rest| rest.split_once('`'))
+    {
+        Some((name, _)) if path == "." => name.to_owned(),
+        Some((name, _)) => format!("{path}.{name}"),
+        None if path == "." => "body".to_owned(),
+        None => path,
+    };
+    Err(ApiError::invalid_field(&field, message))
 }
 
 /// Path ids: a malformed UUID names no resource, so it is a 404, not a 422.

@@ -23,6 +23,25 @@ enum Command {
     Migrate(DatabaseArgs),
     /// Print the OpenAPI document.
     Openapi,
+    /// Drive a server with concurrent clients and report throughput and latency.
+    Bench(BenchCommand),
+}
+
+#[derive(Args, Debug)]
+struct BenchCommand {
+    /// The server to drive. Without it, a server is started for the run (see --spawn).
+    #[arg(long, env = "PORTAUTHORITY_URL")]
+    url: Option<String>,
+    /// Which store a started server uses: sqlite (a temporary file) or postgres (a new
+    /// database on --database-url).
+    #[arg(long, default_value = "sqlite")]
+    spawn: String,
+    /// For --spawn postgres: the server to create the benchmark database on. For --spawn
+    /// sqlite: an optional sqlite:// URL to use instead of a temporary file.
+    #[arg(long)]
+    database_url: Option<String>,
+    #[command(flatten)]
+    args: portauthority_bench::BenchArgs,
 }
 
 #[derive(Args, Debug)]
@@ -68,6 +87,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("schema version {version}");
             Ok(())
         }
+        Command::Bench(b) => bench(b).await,
         Command::Openapi => {
             println!(
                 "{}",
@@ -147,4 +167,89 @@ async fn shutdown_signal() {
         _ = term => {},
     }
     tracing::info!("shutting down: finishing in-flight requests");
+}
+
+/// A `portauthority serve` child process, stopped (SIGKILL) when dropped.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Peak resident memory of a process, from /proc (Linux), in MiB.
+fn peak_rss_mib(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
+
+async fn bench(b: BenchCommand) -> anyhow::Result<()> {
+    let mut _tmp = None;
+    let mut child = None;
+    let url = match b.url {
+        Some(url) => url,
+        None => {
+            let database_url = match (b.spawn.as_str(), b.database_url) {
+                ("sqlite", Some(url)) => url,
+                ("sqlite", None) => {
+                    let dir = tempfile::tempdir()?;
+                    let url = format!("sqlite://{}", dir.path().join("bench.db").display());
+                    _tmp = Some(dir);
+                    url
+                }
+                ("postgres", Some(admin)) => {
+                    portauthority_store::postgres::scratch_database(&admin, "pa_bench").await?
+                }
+                ("postgres", None) => {
+                    anyhow::bail!("--spawn postgres needs --database-url postgres://...")
+                }
+                (other, _) => {
+                    anyhow::bail!("unknown --spawn {other:?}: expected sqlite or postgres")
+                }
+            };
+            let port = std::net::TcpListener::bind("127.0.0.1:0")?
+                .local_addr()?
+                .port();
+            let listen = format!("127.0.0.1:{port}");
+            let c = std::process::Command::new(std::env::current_exe()?)
+                .args([
+                    "serve",
+                    "--listen",
+                    &listen,
+                    "--database-url",
+                    &database_url,
+                ])
+                .env("PORTAUTHORITY_LOG", "warn")
+                .spawn()
+                .context("starting the server")?;
+            child = Some(Child(c));
+            eprintln!("started a server on {listen} with {database_url}");
+            format!("http://{listen}")
+        }
+    };
+    let client = portauthority_client::Client::new(url.clone());
+    let started = std::time::Instant::now();
+    while client
+        .request(reqwest::Method::GET, "/healthz")
+        .send()
+        .await
+        .is_err()
+    {
+        anyhow::ensure!(
+            started.elapsed().as_secs() < 30,
+            "server at {url} did not come up"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    portauthority_bench::run(client, &b.args).await?;
+    if let Some(c) = &child
+        && let Some(mib) = peak_rss_mib(c.0.id())
+    {
+        println!("server peak RSS: {mib:.1} MiB");
+    }
+    Ok(())
 }

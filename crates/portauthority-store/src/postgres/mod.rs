@@ -64,7 +64,9 @@ type BoxFut<'c, T> = Pin<Box<dyn Future<Output = TxResult<T>> + Send + 'c>>;
 /// retry then finds the row and answers as an idempotent repeat or a conflict).
 fn retryable(e: &sqlx::Error) -> bool {
     match e {
-        sqlx::Error::Database(db) => matches!(db.code().as_deref(), Some("40001" | "40P01" | "23505")),
+        sqlx::Error::Database(db) => {
+            matches!(db.code().as_deref(), Some("40001" | "40P01" | "23505"))
+        }
         _ => false,
     }
 }
@@ -94,7 +96,8 @@ pub struct PgStore {
 }
 
 fn connect_options(url: &str) -> Result<PgConnectOptions, StoreError> {
-    PgConnectOptions::from_str(url).map_err(|e| StoreError::Config(format!("bad PostgreSQL URL: {e}")))
+    PgConnectOptions::from_str(url)
+        .map_err(|e| StoreError::Config(format!("bad PostgreSQL URL: {e}")))
 }
 
 impl PgStore {
@@ -163,10 +166,11 @@ async fn run_migrations(pool: &PgPool) -> Result<i64, StoreError> {
         sqlx::migrate::MigrateError::Execute(e) => db_error(e),
         other => StoreError::Internal(format!("migration failed: {other}")),
     })?;
-    let version: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations WHERE success")
-        .fetch_one(pool)
-        .await
-        .map_err(db_error)?;
+    let version: Option<i64> =
+        sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations WHERE success")
+            .fetch_one(pool)
+            .await
+            .map_err(db_error)?;
     Ok(version.unwrap_or(0))
 }
 
@@ -204,15 +208,24 @@ impl Store for PgStore {
 
     async fn list_jobs(&self, filter: JobFilter, paging: Paging) -> Result<Page<Job>, StoreError> {
         let mut c = self.pool.acquire().await.map_err(db_error)?;
-        rows::list_jobs(&mut c, &filter, &paging).await.map_err(db_error)
+        rows::list_jobs(&mut c, &filter, &paging)
+            .await
+            .map_err(db_error)
     }
 
-    async fn set_job_status(&self, id: JobId, status: Status, reason: Option<String>) -> Result<Job, StoreError> {
-        self.tx(|c| Box::pin(set_job_status(c, id, status, reason.clone()))).await
+    async fn set_job_status(
+        &self,
+        id: JobId,
+        status: Status,
+        reason: Option<String>,
+    ) -> Result<Job, StoreError> {
+        self.tx(|c| Box::pin(set_job_status(c, id, status, reason.clone())))
+            .await
     }
 
     async fn add_tasks(&self, job_id: JobId, tasks: Vec<NewTask>) -> Result<Vec<Task>, StoreError> {
-        self.tx(|c| Box::pin(add_tasks(c, job_id, tasks.clone()))).await
+        self.tx(|c| Box::pin(add_tasks(c, job_id, tasks.clone())))
+            .await
     }
 
     async fn get_task(&self, job_id: JobId, task_id: TaskId) -> Result<Task, StoreError> {
@@ -224,15 +237,29 @@ impl Store for PgStore {
             .ok_or_else(|| StoreError::task_not_found(job_id, task_id))
     }
 
-    async fn list_tasks(&self, job_id: JobId, filter: TaskFilter, paging: Paging) -> Result<Page<Task>, StoreError> {
+    async fn list_tasks(
+        &self,
+        job_id: JobId,
+        filter: TaskFilter,
+        paging: Paging,
+    ) -> Result<Page<Task>, StoreError> {
         let mut c = self.pool.acquire().await.map_err(db_error)?;
-        if rows::job(&mut c, job_id, false).await.map_err(db_error)?.is_none() {
+        if rows::job(&mut c, job_id, false)
+            .await
+            .map_err(db_error)?
+            .is_none()
+        {
             return Err(StoreError::job_not_found(job_id));
         }
-        rows::list_tasks(&mut c, job_id, &filter, &paging).await.map_err(db_error)
+        rows::list_tasks(&mut c, job_id, &filter, &paging)
+            .await
+            .map_err(db_error)
     }
 
-    async fn update_tasks(&self, updates: Vec<TaskUpdate>) -> Result<Vec<Result<Task, StoreError>>, StoreError> {
+    async fn update_tasks(
+        &self,
+        updates: Vec<TaskUpdate>,
+    ) -> Result<Vec<Result<Task, StoreError>>, StoreError> {
         let order = lock_order(&updates, |u| *u.job_id.as_bytes());
         self.tx(|c| {
             let updates = updates.clone();
@@ -246,17 +273,29 @@ impl Store for PgStore {
                         Err(db) => return Err(db),
                     });
                 }
-                Ok(results.into_iter().map(|r| r.expect("every slot filled")).collect())
+                Ok(results
+                    .into_iter()
+                    .map(|r| r.expect("every slot filled"))
+                    .collect())
             })
         })
         .await
     }
 
-    async fn history(&self, scope: HistoryScope, after: i64, size: u32) -> Result<Vec<HistoryEvent>, StoreError> {
+    async fn history(
+        &self,
+        scope: HistoryScope,
+        after: i64,
+        size: u32,
+    ) -> Result<Vec<HistoryEvent>, StoreError> {
         let mut c = self.pool.acquire().await.map_err(db_error)?;
         match scope {
             HistoryScope::Job(job_id) => {
-                if rows::job(&mut c, job_id, false).await.map_err(db_error)?.is_none() {
+                if rows::job(&mut c, job_id, false)
+                    .await
+                    .map_err(db_error)?
+                    .is_none()
+                {
                     return Err(StoreError::job_not_found(job_id));
                 }
             }
@@ -267,7 +306,9 @@ impl Store for PgStore {
                 }
             }
         }
-        rows::history(&mut c, scope, after, size).await.map_err(db_error)
+        rows::history(&mut c, scope, after, size)
+            .await
+            .map_err(db_error)
     }
 
     async fn add_note(&self, note: NewNote) -> Result<HistoryEvent, StoreError> {
@@ -275,7 +316,10 @@ impl Store for PgStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await.map_err(db_error)?;
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(db_error)?;
         Ok(())
     }
 
@@ -299,7 +343,10 @@ async fn append_event(
     data: Option<&str>,
     now: Timestamp,
 ) -> TxResult<i64> {
-    let published = matches!(e.kind, EventKind::Created | EventKind::TaskAdded | EventKind::StatusChanged);
+    let published = matches!(
+        e.kind,
+        EventKind::Created | EventKind::TaskAdded | EventKind::StatusChanged
+    );
     // One round trip writes the event and, for published kinds, its outbox row.
     let seq: i64 = sqlx::query_scalar(
         "WITH h AS (
@@ -329,7 +376,12 @@ async fn append_event(
     Ok(seq)
 }
 
-async fn save_job_state(c: &mut PgConnection, id: JobId, s: &JobState, now: Timestamp) -> TxResult<()> {
+async fn save_job_state(
+    c: &mut PgConnection,
+    id: JobId,
+    s: &JobState,
+    now: Timestamp,
+) -> TxResult<()> {
     sqlx::query(
         "UPDATE jobs SET status = $2, status_explicit = $3, end_time = $4, tasks_total = $5,
          tasks_pending = $6, tasks_in_progress = $7, tasks_failed = $8, tasks_completed = $9,
@@ -353,10 +405,17 @@ async fn save_job_state(c: &mut PgConnection, id: JobId, s: &JobState, now: Time
 
 /// Loads and locks a job row: every writer of a job and its tasks goes through here first.
 async fn lock_job(c: &mut PgConnection, id: JobId) -> TxResult<JobRow> {
-    Ok(rows::job(c, id, true).await?.ok_or_else(|| StoreError::job_not_found(id))?)
+    Ok(rows::job(c, id, true)
+        .await?
+        .ok_or_else(|| StoreError::job_not_found(id))?)
 }
 
-async fn insert_tasks(c: &mut PgConnection, job_id: JobId, tasks: &[NewTask], now: Timestamp) -> TxResult<Vec<Task>> {
+async fn insert_tasks(
+    c: &mut PgConnection,
+    job_id: JobId,
+    tasks: &[NewTask],
+    now: Timestamp,
+) -> TxResult<Vec<Task>> {
     let mut out = Vec::with_capacity(tasks.len());
     for t in tasks {
         let start = t.start_time.unwrap_or(now);
@@ -376,7 +435,15 @@ async fn insert_tasks(c: &mut PgConnection, job_id: JobId, tasks: &[NewTask], no
         .bind(ts(now))
         .execute(&mut *c)
         .await?;
-        append_event(c, job_id, Some(t.id), &EventDraft::simple(EventKind::TaskAdded), None, now).await?;
+        append_event(
+            c,
+            job_id,
+            Some(t.id),
+            &EventDraft::simple(EventKind::TaskAdded),
+            None,
+            now,
+        )
+        .await?;
         out.push(Task {
             id: t.id,
             job_id,
@@ -417,7 +484,11 @@ async fn partition_tasks(
                 .into());
             }
             Some(_) => {
-                return Err(StoreError::Conflict(format!("task {} already exists with different content", t.id)).into());
+                return Err(StoreError::Conflict(format!(
+                    "task {} already exists with different content",
+                    t.id
+                ))
+                .into());
             }
         });
     }
@@ -432,12 +503,22 @@ async fn create_job(c: &mut PgConnection, new: NewJob) -> TxResult<Created<Job>>
             if !same {
                 break;
             }
-            same = t.id_supplied && rows::task(c, t.id).await?.is_some_and(|stored| t.matches(new.id, &stored));
+            same = t.id_supplied
+                && rows::task(c, t.id)
+                    .await?
+                    .is_some_and(|stored| t.matches(new.id, &stored));
         }
         if same {
-            return Ok(Created { value: existing.job, created: false });
+            return Ok(Created {
+                value: existing.job,
+                created: false,
+            });
         }
-        return Err(StoreError::Conflict(format!("job {} already exists with different content", new.id)).into());
+        return Err(StoreError::Conflict(format!(
+            "job {} already exists with different content",
+            new.id
+        ))
+        .into());
     }
     let state = machine::new_job(new.auto_complete, new.tasks.len() as i64);
     let start = new.start_time.unwrap_or(now);
@@ -458,7 +539,15 @@ async fn create_job(c: &mut PgConnection, new: NewJob) -> TxResult<Created<Job>>
     .bind(ts(now))
     .execute(&mut *c)
     .await?;
-    append_event(c, new.id, None, &EventDraft::simple(EventKind::Created), None, now).await?;
+    append_event(
+        c,
+        new.id,
+        None,
+        &EventDraft::simple(EventKind::Created),
+        None,
+        now,
+    )
+    .await?;
     let mut fresh = Vec::with_capacity(new.tasks.len());
     for p in partition_tasks(c, new.id, new.tasks.clone()).await? {
         match p {
@@ -477,14 +566,24 @@ async fn create_job(c: &mut PgConnection, new: NewJob) -> TxResult<Created<Job>>
         .await?
         .ok_or_else(|| StoreError::Internal("created job vanished".into()))?
         .job;
-    Ok(Created { value: job, created: true })
+    Ok(Created {
+        value: job,
+        created: true,
+    })
 }
 
-async fn add_tasks(c: &mut PgConnection, job_id: JobId, tasks: Vec<NewTask>) -> TxResult<Vec<Task>> {
+async fn add_tasks(
+    c: &mut PgConnection,
+    job_id: JobId,
+    tasks: Vec<NewTask>,
+) -> TxResult<Vec<Task>> {
     let now = Timestamp::now();
     let row = lock_job(c, job_id).await?;
     let parts = partition_tasks(c, job_id, tasks).await?;
-    let fresh: Vec<NewTask> = parts.iter().filter_map(|p| p.as_ref().err().cloned()).collect();
+    let fresh: Vec<NewTask> = parts
+        .iter()
+        .filter_map(|p| p.as_ref().err().cloned())
+        .collect();
     if fresh.is_empty() {
         return Ok(parts.into_iter().filter_map(Result::ok).collect());
     }
@@ -507,8 +606,12 @@ async fn add_tasks(c: &mut PgConnection, job_id: JobId, tasks: Vec<NewTask>) -> 
 async fn update_task(c: &mut PgConnection, u: &TaskUpdate) -> TxResult<Task> {
     let now = Timestamp::now();
     let job = rows::job(c, u.job_id, true).await?;
-    let (Some(mut job), Some(mut task)) = (job, rows::task(c, u.task_id).await?.filter(|t| t.job_id == u.job_id))
-    else {
+    let (Some(mut job), Some(mut task)) = (
+        job,
+        rows::task(c, u.task_id)
+            .await?
+            .filter(|t| t.job_id == u.job_id),
+    ) else {
         return Err(StoreError::task_not_found(u.job_id, u.task_id).into());
     };
     let out = machine::change_task(&job.state(), &task_state(&task), &u.change, now)?;
@@ -541,7 +644,12 @@ async fn update_task(c: &mut PgConnection, u: &TaskUpdate) -> TxResult<Task> {
     Ok(task)
 }
 
-async fn set_job_status(c: &mut PgConnection, id: JobId, to: Status, reason: Option<String>) -> TxResult<Job> {
+async fn set_job_status(
+    c: &mut PgConnection,
+    id: JobId,
+    to: Status,
+    reason: Option<String>,
+) -> TxResult<Job> {
     let now = Timestamp::now();
     let mut row = lock_job(c, id).await?;
     let out = machine::set_job_status(&row.state(), to, reason.clone(), now)?;
@@ -581,7 +689,9 @@ async fn add_note(c: &mut PgConnection, note: NewNote) -> TxResult<HistoryEvent>
         return Err(StoreError::job_not_found(note.job_id).into());
     }
     if let Some(task_id) = note.task_id
-        && rows::task(c, task_id).await?.is_none_or(|t| t.job_id != note.job_id)
+        && rows::task(c, task_id)
+            .await?
+            .is_none_or(|t| t.job_id != note.job_id)
     {
         return Err(StoreError::task_not_found(note.job_id, task_id).into());
     }
@@ -589,7 +699,15 @@ async fn add_note(c: &mut PgConnection, note: NewNote) -> TxResult<HistoryEvent>
         message: Some(note.message.clone()),
         ..EventDraft::simple(EventKind::Note)
     };
-    let seq = append_event(c, note.job_id, note.task_id, &draft, note.data.as_deref(), now).await?;
+    let seq = append_event(
+        c,
+        note.job_id,
+        note.task_id,
+        &draft,
+        note.data.as_deref(),
+        now,
+    )
+    .await?;
     Ok(rows::event(c, seq).await?)
 }
 

@@ -96,7 +96,9 @@ fn event_from_row(r: &PgRow) -> Result<HistoryEvent, sqlx::Error> {
     Ok(HistoryEvent {
         seq: r.try_get(0)?,
         job_id: JobId::from_uuid(r.try_get(1)?),
-        task_id: r.try_get::<Option<uuid::Uuid>, _>(2)?.map(TaskId::from_uuid),
+        task_id: r
+            .try_get::<Option<uuid::Uuid>, _>(2)?
+            .map(TaskId::from_uuid),
         kind: EventKind::parse(&kind).ok_or_else(|| decode_err("event kind"))?,
         time: time(r.try_get(4)?),
         from: opt_status(5)?,
@@ -109,7 +111,11 @@ fn event_from_row(r: &PgRow) -> Result<HistoryEvent, sqlx::Error> {
 }
 
 /// Loads a job; `lock` takes its row lock for the rest of the transaction.
-pub(crate) async fn job(c: &mut PgConnection, id: JobId, lock: bool) -> Result<Option<JobRow>, sqlx::Error> {
+pub(crate) async fn job(
+    c: &mut PgConnection,
+    id: JobId,
+    lock: bool,
+) -> Result<Option<JobRow>, sqlx::Error> {
     let sql = if lock {
         format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1 FOR UPDATE")
     } else {
@@ -124,19 +130,23 @@ pub(crate) async fn job(c: &mut PgConnection, id: JobId, lock: bool) -> Result<O
 }
 
 pub(crate) async fn task(c: &mut PgConnection, id: TaskId) -> Result<Option<Task>, sqlx::Error> {
-    sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {TASK_COLUMNS} FROM tasks WHERE id = $1")))
-        .bind(id.as_uuid())
-        .fetch_optional(c)
-        .await?
-        .map(|r| task_from_row(&r))
-        .transpose()
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {TASK_COLUMNS} FROM tasks WHERE id = $1"
+    )))
+    .bind(id.as_uuid())
+    .fetch_optional(c)
+    .await?
+    .map(|r| task_from_row(&r))
+    .transpose()
 }
 
 pub(crate) async fn event(c: &mut PgConnection, seq: i64) -> Result<HistoryEvent, sqlx::Error> {
-    let r = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {HISTORY_COLUMNS} FROM history WHERE seq = $1")))
-        .bind(seq)
-        .fetch_one(c)
-        .await?;
+    let r = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {HISTORY_COLUMNS} FROM history WHERE seq = $1"
+    )))
+    .bind(seq)
+    .fetch_one(c)
+    .await?;
     event_from_row(&r)
 }
 
@@ -201,7 +211,10 @@ fn job_conditions(qb: &mut QueryBuilder<Postgres>, filter: &JobFilter) {
     eq(qb, "correlation_id", &filter.correlation_id);
     statuses(qb, &filter.statuses);
     for (key, values) in &filter.meta {
-        let docs: Vec<serde_json::Value> = values.iter().filter_map(|v| meta_document(key, v)).collect();
+        let docs: Vec<serde_json::Value> = values
+            .iter()
+            .filter_map(|v| meta_document(key, v))
+            .collect();
         qb.push(" AND (false");
         for d in docs {
             qb.push(" OR meta::jsonb @> ").push_bind(d);
@@ -210,15 +223,23 @@ fn job_conditions(qb: &mut QueryBuilder<Postgres>, filter: &JobFilter) {
     }
 }
 
-pub(crate) async fn list_jobs(c: &mut PgConnection, filter: &JobFilter, paging: &Paging) -> Result<Page<Job>, sqlx::Error> {
+pub(crate) async fn list_jobs(
+    c: &mut PgConnection,
+    filter: &JobFilter,
+    paging: &Paging,
+) -> Result<Page<Job>, sqlx::Error> {
     let mut count = QueryBuilder::<Postgres>::new("SELECT count(*) FROM jobs WHERE true");
     job_conditions(&mut count, filter);
     let total: i64 = count.build_query_scalar().fetch_one(&mut *c).await?;
-    let mut qb = QueryBuilder::<Postgres>::new(format!("SELECT {JOB_COLUMNS} FROM jobs WHERE true"));
+    let mut qb =
+        QueryBuilder::<Postgres>::new(format!("SELECT {JOB_COLUMNS} FROM jobs WHERE true"));
     job_conditions(&mut qb, filter);
     order_by(&mut qb, paging);
     let rows = qb.build().fetch_all(&mut *c).await?;
-    let items = rows.iter().map(|r| job_from_row(r).map(|j| j.job)).collect::<Result<_, _>>()?;
+    let items = rows
+        .iter()
+        .map(|r| job_from_row(r).map(|j| j.job))
+        .collect::<Result<_, _>>()?;
     Ok(Page {
         items,
         total_items: total as u64,
@@ -241,7 +262,8 @@ pub(crate) async fn list_tasks(
     let mut count = QueryBuilder::<Postgres>::new("SELECT count(*) FROM tasks WHERE true");
     task_conditions(&mut count, job_id, filter);
     let total: i64 = count.build_query_scalar().fetch_one(&mut *c).await?;
-    let mut qb = QueryBuilder::<Postgres>::new(format!("SELECT {TASK_COLUMNS} FROM tasks WHERE true"));
+    let mut qb =
+        QueryBuilder::<Postgres>::new(format!("SELECT {TASK_COLUMNS} FROM tasks WHERE true"));
     task_conditions(&mut qb, job_id, filter);
     order_by(&mut qb, paging);
     let rows = qb.build().fetch_all(&mut *c).await?;

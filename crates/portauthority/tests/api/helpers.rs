@@ -32,7 +32,7 @@ impl TestApp {
     /// A server on a fresh database, with the config adjusted by `tweak`.
     pub async fn spawn_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
         let dir = tempfile::tempdir().expect("tempdir");
-        let database_url = format!("sqlite://{}", dir.path().join("test.db").display());
+        let database_url = fresh_database_url(&dir).await;
         let mut config = Config {
             listen: "127.0.0.1:0".into(),
             database_url: database_url.clone(),
@@ -137,6 +137,21 @@ impl Drop for TestApp {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
+    }
+}
+
+/// The store the suite runs against: SQLite unless `PORTAUTHORITY_TEST_STORE=postgres`,
+/// in which case every test gets a new database on `PORTAUTHORITY_TEST_DATABASE_URL`.
+pub async fn fresh_database_url(dir: &TempDir) -> String {
+    match std::env::var("PORTAUTHORITY_TEST_STORE").as_deref() {
+        Ok("postgres") => {
+            let admin = std::env::var("PORTAUTHORITY_TEST_DATABASE_URL")
+                .expect("PORTAUTHORITY_TEST_STORE=postgres needs PORTAUTHORITY_TEST_DATABASE_URL");
+            portauthority_store::postgres::scratch_database(&admin, "pa_test")
+                .await
+                .expect("scratch database created")
+        }
+        _ => format!("sqlite://{}", dir.path().join("test.db").display()),
     }
 }
 

@@ -1,4 +1,12 @@
 //! HTTP integration tests: a real server on port 0 with a fresh database per test, driven
 //! through the typed client and raw HTTP. All modules compile into this one binary.
 
+mod concurrency;
+mod crash;
+mod errors;
 mod helpers;
+mod history;
+mod idempotency;
+mod lists;
+mod rollup;
+mod seed;

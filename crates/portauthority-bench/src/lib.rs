@@ -1,0 +1,442 @@
+//! A load generator for the HTTP API: drives a running server with N concurrent
+//! connections, phase by phase, and reports throughput and latency percentiles.
+//!
+//! It measures the service as a client sees it, over real HTTP on loopback. It never
+//! asserts anything: numbers go to a table and, optionally, to JSON.
+
+use anyhow::Context;
+use portauthority_client::Client;
+use portauthority_core::api::{CreateJobRequest, CreateTaskRequest, TaskStatusUpdateItem};
+use portauthority_core::{JobId, Status, TaskId};
+use serde::Serialize;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+/// What to run.
+#[derive(Clone, Debug, clap::Args)]
+pub struct BenchArgs {
+    /// Concurrent connections (client tasks).
+    #[arg(short = 'c', long, default_value_t = 16)]
+    pub concurrency: usize,
+    /// How long each timed phase runs, in seconds.
+    #[arg(long, default_value_t = 5.0)]
+    pub seconds: f64,
+    /// Phases, comma-separated: create, add, add_batch, lifecycle, lifecycle_batch, get,
+    /// list, deep, meta.
+    #[arg(
+        long,
+        default_value = "create,add,add_batch,lifecycle,lifecycle_batch,get,list,deep,meta"
+    )]
+    pub phases: String,
+    /// Items per batch request.
+    #[arg(long, default_value_t = 100)]
+    pub batch: usize,
+    /// Write the results as JSON to this file.
+    #[arg(long)]
+    pub json: Option<std::path::PathBuf>,
+}
+
+/// One phase's numbers.
+#[derive(Clone, Debug, Serialize)]
+pub struct PhaseResult {
+    pub phase: String,
+    pub concurrency: usize,
+    pub requests: usize,
+    /// Items (jobs, tasks, updates) the requests carried; equals `requests` when unbatched.
+    pub items: usize,
+    pub errors: usize,
+    pub seconds: f64,
+    pub requests_per_sec: f64,
+    pub items_per_sec: f64,
+    pub p50_ms: f64,
+    pub p90_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+    /// The first error seen, to tell what went wrong.
+    pub first_error: Option<String>,
+}
+
+/// A unit of work: returns how many items it carried.
+type Op = std::pin::Pin<Box<dyn std::future::Future<Output = Result<usize, String>> + Send>>;
+
+/// Runs `make_op(worker, i)` from `concurrency` workers until `deadline` or until it
+/// returns `None` (nothing left to do).
+async fn drive(
+    phase: &str,
+    concurrency: usize,
+    duration: Duration,
+    make_op: Arc<dyn Fn(usize, usize) -> Option<Op> + Send + Sync>,
+) -> PhaseResult {
+    let start = Instant::now();
+    let deadline = start + duration;
+    let mut handles = Vec::new();
+    for w in 0..concurrency {
+        let make_op = make_op.clone();
+        handles.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            let (mut items, mut errors, mut first_error) = (0usize, 0usize, None);
+            let mut i = 0;
+            while Instant::now() < deadline {
+                let Some(op) = make_op(w, i) else { break };
+                i += 1;
+                let t = Instant::now();
+                match op.await {
+                    Ok(n) => items += n,
+                    Err(e) => {
+                        errors += 1;
+                        first_error.get_or_insert(e);
+                    }
+                }
+                lat.push(t.elapsed().as_micros() as u64);
+            }
+            (lat, items, errors, first_error)
+        }));
+    }
+    let mut lat = Vec::new();
+    let (mut items, mut errors, mut first_error) = (0, 0, None);
+    for h in handles {
+        let (l, n, e, f) = h.await.expect("worker");
+        lat.extend(l);
+        items += n;
+        errors += e;
+        if first_error.is_none() {
+            first_error = f;
+        }
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    lat.sort_unstable();
+    let pct = |p: f64| -> f64 {
+        if lat.is_empty() {
+            return 0.0;
+        }
+        let idx = ((lat.len() as f64 * p).ceil() as usize).clamp(1, lat.len()) - 1;
+        lat[idx] as f64 / 1000.0
+    };
+    PhaseResult {
+        phase: phase.to_owned(),
+        concurrency,
+        requests: lat.len(),
+        items,
+        errors,
+        seconds,
+        requests_per_sec: lat.len() as f64 / seconds,
+        items_per_sec: items as f64 / seconds,
+        p50_ms: pct(0.50),
+        p90_ms: pct(0.90),
+        p99_ms: pct(0.99),
+        max_ms: lat.last().map(|m| *m as f64 / 1000.0).unwrap_or(0.0),
+        first_error,
+    }
+}
+
+fn job_request(i: usize) -> CreateJobRequest {
+    CreateJobRequest {
+        job_type: Some(format!("bench-{}", i % 7)),
+        namespace: Some(format!("com.bench.ns{}", i % 5)),
+        meta: Some(serde_json::json!({"bench_group": (i % 100) as u64, "kind": "bench"})),
+        // Jobs stay open when their tasks finish, so any phase can add tasks to them.
+        auto_complete: Some(false),
+        ..Default::default()
+    }
+}
+
+fn task_request() -> CreateTaskRequest {
+    CreateTaskRequest {
+        task_type: Some("step".into()),
+        namespace: Some("com.bench.tasks".into()),
+        ..Default::default()
+    }
+}
+
+fn item(job: JobId, task: TaskId, status: Status) -> TaskStatusUpdateItem {
+    TaskStatusUpdateItem {
+        job_id: job.to_string(),
+        task_id: task.to_string(),
+        status: status.as_str().into(),
+        reason: None,
+        error: None,
+        progress: None,
+    }
+}
+
+fn err(e: impl std::fmt::Display) -> String {
+    e.to_string()
+}
+
+/// A shared queue of work items, taken front to back by all workers.
+struct Queue<T> {
+    items: Vec<T>,
+    next: AtomicUsize,
+}
+
+impl<T: Clone> Queue<T> {
+    fn new(items: Vec<T>) -> Arc<Queue<T>> {
+        Arc::new(Queue {
+            items,
+            next: AtomicUsize::new(0),
+        })
+    }
+
+    fn take(&self, n: usize) -> Option<Vec<T>> {
+        let start = self.next.fetch_add(n, Ordering::Relaxed);
+        if start >= self.items.len() {
+            return None;
+        }
+        Some(self.items[start..(start + n).min(self.items.len())].to_vec())
+    }
+}
+
+/// Runs the selected phases against the server at `client` and prints a table.
+pub async fn run(client: Client, args: &BenchArgs) -> anyhow::Result<Vec<PhaseResult>> {
+    let phases: Vec<&str> = args.phases.split(',').map(str::trim).collect();
+    let dur = Duration::from_secs_f64(args.seconds);
+    let c = args.concurrency;
+    let batch = args.batch.max(1);
+    let mut results = Vec::new();
+    let jobs = Arc::new(std::sync::Mutex::new(Vec::<JobId>::new()));
+    let tasks = Arc::new(std::sync::Mutex::new(Vec::<(JobId, TaskId)>::new()));
+
+    // Jobs to work on exist before any task phase, whichever phases run.
+    let ensure_jobs = |n: usize| {
+        let client = client.clone();
+        let jobs = jobs.clone();
+        async move {
+            let have = jobs.lock().unwrap().len();
+            for i in have..n {
+                let j = client
+                    .create_job(&job_request(i))
+                    .await
+                    .context("seeding a job")?;
+                jobs.lock().unwrap().push(j.id);
+            }
+            anyhow::Ok(())
+        }
+    };
+
+    for phase in phases {
+        let result = match phase {
+            "create" => {
+                let (client, jobs) = (client.clone(), jobs.clone());
+                drive(
+                    phase,
+                    c,
+                    dur,
+                    Arc::new(move |w, i| {
+                        let (client, jobs) = (client.clone(), jobs.clone());
+                        Some(Box::pin(async move {
+                            let j = client
+                                .create_job(&job_request(w * 1_000_003 + i))
+                                .await
+                                .map_err(err)?;
+                            jobs.lock().unwrap().push(j.id);
+                            Ok(1)
+                        }))
+                    }),
+                )
+                .await
+            }
+            "add" | "add_batch" => {
+                ensure_jobs(c * 4).await?;
+                let snapshot = jobs.lock().unwrap().clone();
+                let (client, tasks) = (client.clone(), tasks.clone());
+                let per = if phase == "add" { 1 } else { batch };
+                drive(
+                    phase,
+                    c,
+                    dur,
+                    Arc::new(move |w, i| {
+                        let (client, tasks) = (client.clone(), tasks.clone());
+                        let job = snapshot[(w * 7919 + i) % snapshot.len()];
+                        Some(Box::pin(async move {
+                            let created = if per == 1 {
+                                vec![client.add_task(job, &task_request()).await.map_err(err)?]
+                            } else {
+                                client
+                                    .add_tasks(job, (0..per).map(|_| task_request()).collect())
+                                    .await
+                                    .map_err(err)?
+                            };
+                            let n = created.len();
+                            tasks
+                                .lock()
+                                .unwrap()
+                                .extend(created.into_iter().map(|t| (job, t.id)));
+                            Ok(n)
+                        }))
+                    }),
+                )
+                .await
+            }
+            "lifecycle" => {
+                // One request per status change: each worker takes a task, sets it
+                // in_progress, then completed (every tenth fails), then takes the next.
+                let queue = Queue::new(std::mem::take(&mut *tasks.lock().unwrap()));
+                let current = Arc::new(std::sync::Mutex::new(vec![None::<(JobId, TaskId)>; c]));
+                let client = client.clone();
+                drive(
+                    phase,
+                    c,
+                    dur,
+                    Arc::new(move |w, i| {
+                        let client = client.clone();
+                        let held = current.lock().unwrap()[w].take();
+                        let (job, task, status) = match held {
+                            Some((job, task)) => {
+                                let end = if i % 20 == 19 {
+                                    Status::Failed
+                                } else {
+                                    Status::Completed
+                                };
+                                (job, task, end)
+                            }
+                            None => {
+                                let (job, task) = queue.take(1)?.pop()?;
+                                current.lock().unwrap()[w] = Some((job, task));
+                                (job, task, Status::InProgress)
+                            }
+                        };
+                        Some(Box::pin(async move {
+                            client.set_task(job, task, status).await.map_err(err)?;
+                            Ok(1)
+                        }))
+                    }),
+                )
+                .await
+            }
+            "lifecycle_batch" => {
+                if tasks.lock().unwrap().is_empty() {
+                    // Make tasks to move, in batches, outside the measurement.
+                    ensure_jobs(c * 4).await?;
+                    let snapshot = jobs.lock().unwrap().clone();
+                    for (k, job) in snapshot.iter().cycle().take(200).enumerate() {
+                        let created = client
+                            .add_tasks(*job, (0..batch).map(|_| task_request()).collect())
+                            .await?;
+                        tasks
+                            .lock()
+                            .unwrap()
+                            .extend(created.into_iter().map(|t| (*job, t.id)));
+                        let _ = k;
+                    }
+                }
+                let queue = Queue::new(std::mem::take(&mut *tasks.lock().unwrap()));
+                let client = client.clone();
+                drive(
+                    phase,
+                    c,
+                    dur,
+                    Arc::new(move |_, _| {
+                        let client = client.clone();
+                        let chunk = queue.take(batch)?;
+                        Some(Box::pin(async move {
+                            let mut n = 0;
+                            for status in [Status::InProgress, Status::Completed] {
+                                let items =
+                                    chunk.iter().map(|(j, t)| item(*j, *t, status)).collect();
+                                let res = client.update_tasks(items).await.map_err(err)?;
+                                if let Some(bad) = res.results.iter().find(|r| r.status != 200) {
+                                    return Err(format!("item failed with {}", bad.status));
+                                }
+                                n += res.results.len();
+                            }
+                            Ok(n)
+                        }))
+                    }),
+                )
+                .await
+            }
+            "get" => {
+                ensure_jobs(c * 4).await?;
+                let snapshot = jobs.lock().unwrap().clone();
+                let client = client.clone();
+                drive(
+                    phase,
+                    c,
+                    dur,
+                    Arc::new(move |w, i| {
+                        let client = client.clone();
+                        let job = snapshot[(w * 7919 + i * 31) % snapshot.len()];
+                        Some(Box::pin(async move {
+                            client.get_job(job).await.map_err(err)?;
+                            Ok(1)
+                        }))
+                    }),
+                )
+                .await
+            }
+            "list" | "deep" | "meta" => {
+                ensure_jobs(c * 4).await?;
+                let total = client
+                    .list_jobs(&[("size", "1".into())])
+                    .await?
+                    .info
+                    .total_items;
+                let client = client.clone();
+                let kind = phase.to_owned();
+                drive(
+                    phase,
+                    c,
+                    dur,
+                    Arc::new(move |_, i| {
+                        let client = client.clone();
+                        let query: Vec<(&'static str, String)> = match kind.as_str() {
+                            "list" => vec![],
+                            "deep" => vec![("page", (total / 25 / 2).max(1).to_string())],
+                            _ => vec![("meta.bench_group", (i % 100).to_string())],
+                        };
+                        Some(Box::pin(async move {
+                            let q: Vec<(&str, String)> =
+                                query.iter().map(|(k, v)| (*k, v.clone())).collect();
+                            client.list_jobs(&q).await.map_err(err)?;
+                            Ok(1)
+                        }))
+                    }),
+                )
+                .await
+            }
+            other => anyhow::bail!("unknown phase {other:?}"),
+        };
+        print_row(&result, results.is_empty());
+        results.push(result);
+    }
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_string_pretty(&results)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(results)
+}
+
+fn print_row(r: &PhaseResult, header: bool) {
+    if header {
+        println!(
+            "{:<16} {:>4} {:>9} {:>11} {:>11} {:>8} {:>8} {:>8} {:>8} {:>7}",
+            "phase",
+            "conc",
+            "requests",
+            "req/s",
+            "items/s",
+            "p50 ms",
+            "p90 ms",
+            "p99 ms",
+            "max ms",
+            "errors"
+        );
+    }
+    println!(
+        "{:<16} {:>4} {:>9} {:>11.0} {:>11.0} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>7}",
+        r.phase,
+        r.concurrency,
+        r.requests,
+        r.requests_per_sec,
+        r.items_per_sec,
+        r.p50_ms,
+        r.p90_ms,
+        r.p99_ms,
+        r.max_ms,
+        r.errors
+    );
+    if let Some(e) = &r.first_error {
+        println!("    first error: {e}");
+    }
+}

@@ -1,0 +1,556 @@
+//! Durability: the real binary is killed with SIGKILL while 32 clients write, then started
+//! again on the same SQLite file. Everything it acknowledged must still be there, and
+//! nothing half-written.
+
+use futures::StreamExt;
+use portauthority_client::{Client, Error};
+use portauthority_core::api::{CreateJobRequest, CreateTaskRequest, EventKind};
+use portauthority_core::{Counters, JobId, Status, TaskId};
+use std::collections::{HashMap, HashSet};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+const CLIENTS: usize = 32;
+/// How long the clients write before the kill.
+const KILL_AFTER: Duration = Duration::from_secs(2);
+/// A bound on each client's writes, whatever the speed of the machine.
+const MAX_WRITES: usize = 5_000;
+/// The whole test must end within this.
+const TEST_LIMIT: Duration = Duration::from_secs(180);
+
+/// A `portauthority serve` child process, killed (SIGKILL) and reaped when dropped, so a
+/// failing test never leaves a server behind.
+struct Server {
+    child: Child,
+    base: String,
+    log: PathBuf,
+}
+
+impl Server {
+    /// Starts the binary on a free port over `db` and waits until `/healthz` answers.
+    async fn start(db: &Path, dir: &Path, name: &str) -> Server {
+        let mut last_log = String::new();
+        // The free port can be taken by someone else between our probe and the bind; then
+        // the server exits at once and we try another.
+        for attempt in 0..3 {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .expect("probe a free port")
+                .port();
+            let log = dir.join(format!("{name}-{attempt}.log"));
+            let child = Command::new(env!("CARGO_BIN_EXE_portauthority"))
+                .args([
+                    "serve",
+                    "--listen",
+                    &format!("127.0.0.1:{port}"),
+                    "--database-url",
+                    &format!("sqlite://{}", db.display()),
+                ])
+                .env("PORTAUTHORITY_LOG", "warn")
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(File::create(&log).expect("create the server log"))
+                .spawn()
+                .expect("start the portauthority binary");
+            let mut server = Server {
+                child,
+                base: format!("http://127.0.0.1:{port}"),
+                log,
+            };
+            if server.wait_healthy(Duration::from_secs(30)).await {
+                return server;
+            }
+            last_log = server.log_text();
+        }
+        panic!("the server did not become healthy; its last log:\n{last_log}");
+    }
+
+    /// Polls `/healthz`; false if the process exits or the time runs out.
+    async fn wait_healthy(&mut self, within: Duration) -> bool {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(1))
+            .build()
+            .expect("http client");
+        let until = Instant::now() + within;
+        while Instant::now() < until {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return false;
+            }
+            if let Ok(r) = http.get(format!("{}/healthz", self.base)).send().await
+                && r.status().is_success()
+            {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        false
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn client(&self) -> Client {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(15))
+            .build()
+            .expect("http client");
+        Client::with_http(http, self.base.clone())
+    }
+
+    /// SIGKILL: no graceful shutdown, no final checkpoint.
+    fn kill(&mut self) {
+        self.child.kill().expect("SIGKILL the server");
+        self.child.wait().expect("reap the server");
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A small deterministic generator (xorshift64), one per client.
+struct Rng(u64);
+
+impl Rng {
+    fn new(seed: u64) -> Rng {
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0 = x;
+        x % n
+    }
+
+    fn chance(&mut self, percent: u64) -> bool {
+        self.below(100) < percent
+    }
+}
+
+#[derive(Debug)]
+struct TaskRecord {
+    id: TaskId,
+    /// Its creation was acknowledged (false: in flight at the kill).
+    acked: bool,
+    /// The request that created it, shared by the tasks created together.
+    group: usize,
+    /// The last acknowledged status.
+    status: Status,
+    /// A status change sent and not (yet) answered.
+    in_flight: Option<Status>,
+}
+
+#[derive(Debug)]
+struct JobRecord {
+    id: JobId,
+    acked: bool,
+    auto_complete: bool,
+    explicit: Option<Status>,
+    explicit_in_flight: Option<Status>,
+    tasks: Vec<TaskRecord>,
+}
+
+impl JobRecord {
+    fn is_terminal(&self) -> bool {
+        self.explicit.is_some()
+            || (self.auto_complete
+                && !self.tasks.is_empty()
+                && self.tasks.iter().all(|t| t.status.is_terminal()))
+    }
+}
+
+/// What one client wrote, and what the server acknowledged.
+#[derive(Default)]
+struct Ledger {
+    jobs: Vec<JobRecord>,
+    acked_writes: u64,
+    requests: u64,
+    /// Failures that are not the kill: any non-2xx, or a transport error before it.
+    errors: Vec<String>,
+    next_group: usize,
+}
+
+/// The next status for a task, or None to leave it where it is.
+fn next_status(rng: &mut Rng, from: Status) -> Option<Status> {
+    use Status::*;
+    Some(match from {
+        Pending => match rng.below(10) {
+            0..=5 => InProgress,
+            6 | 7 => Completed,
+            8 => Failed,
+            _ => Cancelled,
+        },
+        InProgress => match rng.below(10) {
+            0..=6 => Completed,
+            7 | 8 => Failed,
+            _ => Cancelled,
+        },
+        Failed if rng.chance(60) => InProgress,
+        _ => return None,
+    })
+}
+
+struct Writer {
+    n: usize,
+    client: Client,
+    rng: Rng,
+    killed: Arc<AtomicBool>,
+    ledger: Ledger,
+}
+
+impl Writer {
+    /// Records the outcome of a write. `Ok(None)` means: stop, the server is gone.
+    fn outcome<T>(&mut self, what: &str, r: portauthority_client::Result<T>) -> Option<T> {
+        self.ledger.requests += 1;
+        match r {
+            Ok(v) => {
+                self.ledger.acked_writes += 1;
+                Some(v)
+            }
+            Err(Error::Transport(_)) if self.killed.load(Ordering::SeqCst) => None,
+            Err(e) => {
+                self.ledger
+                    .errors
+                    .push(format!("client {}: {what}: {e}", self.n));
+                None
+            }
+        }
+    }
+
+    fn new_tasks(&mut self, n: u64) -> (usize, Vec<CreateTaskRequest>) {
+        self.ledger.next_group += 1;
+        let reqs = (0..n)
+            .map(|_| CreateTaskRequest {
+                id: Some(TaskId::new()),
+                task_type: Some("step".into()),
+                namespace: Some("com.shipyard.tasks".into()),
+                ..Default::default()
+            })
+            .collect();
+        (self.ledger.next_group, reqs)
+    }
+
+    fn record_tasks(&mut self, job: usize, group: usize, reqs: &[CreateTaskRequest]) {
+        self.ledger.jobs[job]
+            .tasks
+            .extend(reqs.iter().map(|r| TaskRecord {
+                id: r.id.expect("id set"),
+                acked: false,
+                group,
+                status: Status::Pending,
+                in_flight: None,
+            }));
+    }
+
+    fn ack_group(&mut self, job: usize, group: usize) {
+        for t in &mut self.ledger.jobs[job].tasks {
+            if t.group == group {
+                t.acked = true;
+            }
+        }
+    }
+
+    /// Writes until the server is killed, an error, or the write limit.
+    async fn run(&mut self) {
+        while self.ledger.requests < MAX_WRITES as u64 && self.job().await.is_some() {}
+    }
+
+    /// One job's life: created with tasks, more tasks added, statuses changed, sometimes
+    /// ended explicitly. None: stop.
+    async fn job(&mut self) -> Option<()> {
+        let auto_complete = !self.rng.chance(20);
+        let id = JobId::new();
+        let n = 1 + self.rng.below(6);
+        let (group, tasks) = self.new_tasks(n);
+        let req = CreateJobRequest {
+            id: Some(id),
+            job_type: Some("deploy".into()),
+            namespace: Some("com.shipyard.crash".into()),
+            auto_complete: Some(auto_complete),
+            tasks: Some(tasks.clone()),
+            ..Default::default()
+        };
+        self.ledger.jobs.push(JobRecord {
+            id,
+            acked: false,
+            auto_complete,
+            explicit: None,
+            explicit_in_flight: None,
+            tasks: Vec::new(),
+        });
+        let j = self.ledger.jobs.len() - 1;
+        self.record_tasks(j, group, &tasks);
+        let r = self.client.create_job(&req).await;
+        self.outcome("create job", r)?;
+        self.ledger.jobs[j].acked = true;
+        self.ack_group(j, group);
+
+        for _ in 0..4 + self.rng.below(12) {
+            if self.ledger.requests >= MAX_WRITES as u64 {
+                return None;
+            }
+            let job = &self.ledger.jobs[j];
+            if job.is_terminal() {
+                break;
+            }
+            if self.rng.chance(15) {
+                // More tasks, one or a batch.
+                let n = 1 + self.rng.below(4);
+                let (group, tasks) = self.new_tasks(n);
+                self.record_tasks(j, group, &tasks);
+                let r = if tasks.len() == 1 {
+                    self.client.add_task(id, &tasks[0]).await.map(|_| ())
+                } else {
+                    self.client.add_tasks(id, tasks).await.map(|_| ())
+                };
+                self.outcome("add tasks", r)?;
+                self.ack_group(j, group);
+            } else if self.rng.chance(5) {
+                // End the job explicitly; its open tasks become cancelled.
+                let to = if self.rng.chance(50) {
+                    Status::Cancelled
+                } else {
+                    Status::Failed
+                };
+                self.ledger.jobs[j].explicit_in_flight = Some(to);
+                for t in &mut self.ledger.jobs[j].tasks {
+                    if !t.status.is_terminal() {
+                        t.in_flight = Some(Status::Cancelled);
+                    }
+                }
+                let r = self.client.set_job_status(id, to, Some("crash test")).await;
+                self.outcome("set job status", r)?;
+                let job = &mut self.ledger.jobs[j];
+                job.explicit = Some(to);
+                job.explicit_in_flight = None;
+                for t in &mut job.tasks {
+                    if let Some(s) = t.in_flight.take() {
+                        t.status = s;
+                    }
+                }
+            } else {
+                // Move one task.
+                let k = self.rng.below(self.ledger.jobs[j].tasks.len() as u64) as usize;
+                let from = self.ledger.jobs[j].tasks[k].status;
+                let Some(to) = next_status(&mut self.rng, from) else {
+                    continue;
+                };
+                let task = self.ledger.jobs[j].tasks[k].id;
+                self.ledger.jobs[j].tasks[k].in_flight = Some(to);
+                let r = self.client.set_task(id, task, to).await;
+                self.outcome("set task status", r)?;
+                let t = &mut self.ledger.jobs[j].tasks[k];
+                t.status = to;
+                t.in_flight = None;
+            }
+        }
+        Some(())
+    }
+}
+
+/// Checks one job after the restart; returns what disagrees.
+async fn verify(client: &Client, job: &JobRecord) -> Vec<String> {
+    let id = job.id;
+    let mut bad = Vec::new();
+    let stored = match client.get_job(id).await {
+        Ok(j) => j,
+        Err(e) if e.status() == Some(reqwest::StatusCode::NOT_FOUND) => {
+            if job.acked {
+                bad.push(format!("job {id}: acknowledged, but lost: {e}"));
+            }
+            return bad;
+        }
+        Err(e) => return vec![format!("job {id}: reading it failed: {e}")],
+    };
+    let tasks = match client.all_tasks(id).await {
+        Ok(t) => t,
+        Err(e) => return vec![format!("job {id}: reading its tasks failed: {e}")],
+    };
+    let history = match client.job_history(id, 0, 1000).await {
+        Ok(h) if h.next_after.is_none() => h.events,
+        Ok(_) => return vec![format!("job {id}: more history than expected")],
+        Err(e) => return vec![format!("job {id}: reading its history failed: {e}")],
+    };
+    let by_id: HashMap<TaskId, &portauthority_core::api::Task> =
+        tasks.iter().map(|t| (t.id, t)).collect();
+
+    // Tasks created by one request exist all together or not at all.
+    let mut groups: HashMap<usize, (usize, usize)> = HashMap::new();
+    for t in &job.tasks {
+        let g = groups.entry(t.group).or_default();
+        g.0 += 1;
+        if by_id.contains_key(&t.id) {
+            g.1 += 1;
+        }
+    }
+    for (group, (sent, found)) in &groups {
+        if *found != 0 && found != sent {
+            bad.push(format!(
+                "job {id}: {found} of the {sent} tasks of one request exist (request {group})"
+            ));
+        }
+    }
+    let known: HashSet<TaskId> = job.tasks.iter().map(|t| t.id).collect();
+    for t in &tasks {
+        if !known.contains(&t.id) {
+            bad.push(format!("job {id}: task {} was never sent", t.id));
+        }
+    }
+    for t in &job.tasks {
+        match by_id.get(&t.id) {
+            None if t.acked => bad.push(format!("job {id}: task {} acknowledged, but lost", t.id)),
+            None => {}
+            Some(s) => {
+                let ok = s.status == t.status || Some(s.status) == t.in_flight;
+                if !ok {
+                    bad.push(format!(
+                        "job {id}: task {} is {}, acknowledged {}, in flight {:?}",
+                        t.id, s.status, t.status, t.in_flight
+                    ));
+                }
+                // The history was written in the same transaction as the status.
+                let last = history
+                    .iter()
+                    .rev()
+                    .find(|e| e.task_id == Some(t.id) && e.kind == EventKind::StatusChanged)
+                    .and_then(|e| e.to)
+                    .unwrap_or(Status::Pending);
+                if last != s.status {
+                    bad.push(format!(
+                        "job {id}: task {} is {}, its last history event says {last}",
+                        t.id, s.status
+                    ));
+                }
+            }
+        }
+    }
+
+    let recount = Counters::recount(tasks.iter().map(|t| t.status));
+    if stored.tasks != recount || !stored.tasks.is_consistent() {
+        bad.push(format!(
+            "job {id}: counters {:?}, recount {recount:?}",
+            stored.tasks
+        ));
+    }
+    let derived = stored.tasks.derived_status(stored.auto_complete);
+    let allowed: Vec<Status> = match (job.explicit, job.explicit_in_flight) {
+        (Some(s), _) => vec![s],
+        (None, Some(s)) => vec![s, derived],
+        (None, None) => vec![derived],
+    };
+    if !allowed.contains(&stored.status) {
+        bad.push(format!(
+            "job {id}: status {}, expected one of {allowed:?} (counters {:?})",
+            stored.status, stored.tasks
+        ));
+    }
+    bad
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_acknowledged_write_survives_a_sigkill() {
+    tokio::time::timeout(TEST_LIMIT, crash_and_recover())
+        .await
+        .expect("the crash test finishes in time");
+}
+
+async fn crash_and_recover() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("crash.db");
+    let mut server = Server::start(&db, dir.path(), "first").await;
+
+    let killed = Arc::new(AtomicBool::new(false));
+    let started = Instant::now();
+    let handles: Vec<_> = (0..CLIENTS)
+        .map(|n| {
+            let mut w = Writer {
+                n,
+                client: server.client(),
+                rng: Rng::new(n as u64 + 101),
+                killed: killed.clone(),
+                ledger: Ledger::default(),
+            };
+            tokio::spawn(async move {
+                w.run().await;
+                w.ledger
+            })
+        })
+        .collect();
+
+    tokio::time::sleep(KILL_AFTER).await;
+    killed.store(true, Ordering::SeqCst);
+    server.kill();
+    let ran = started.elapsed();
+
+    let mut jobs = Vec::new();
+    let (mut requests, mut acked, mut in_flight) = (0, 0, 0);
+    let mut errors = Vec::new();
+    for h in handles {
+        let ledger = h.await.expect("client task did not panic");
+        requests += ledger.requests;
+        acked += ledger.acked_writes;
+        in_flight += ledger.requests - ledger.acked_writes;
+        errors.extend(ledger.errors);
+        jobs.extend(ledger.jobs);
+    }
+    println!(
+        "{CLIENTS} clients: {requests} writes in {:.2} s before the kill ({:.0}/s), \
+         {acked} acknowledged, {in_flight} unanswered; {} jobs, {} tasks",
+        ran.as_secs_f64(),
+        requests as f64 / ran.as_secs_f64(),
+        jobs.len(),
+        jobs.iter().map(|j| j.tasks.len()).sum::<usize>()
+    );
+    assert!(
+        errors.is_empty(),
+        "writes failed before the kill:\n{}",
+        errors[..errors.len().min(10)].join("\n")
+    );
+    assert!(
+        acked >= CLIENTS as u64,
+        "too few writes were acknowledged ({acked}) for the test to mean anything"
+    );
+    assert!(
+        server.log_text().lines().all(|l| !l.contains("panicked")),
+        "the server panicked before the kill:\n{}",
+        server.log_text()
+    );
+
+    let restarted = Server::start(&db, dir.path(), "second").await;
+    let client = restarted.client();
+    let bad: Vec<String> = futures::stream::iter(&jobs)
+        .map(|job| verify(&client, job))
+        .buffer_unordered(16)
+        .flat_map(futures::stream::iter)
+        .collect()
+        .await;
+    assert!(
+        bad.is_empty(),
+        "{} disagreements after the restart; first ones:\n{}",
+        bad.len(),
+        bad[..bad.len().min(20)].join("\n")
+    );
+
+    // And the restarted server takes writes again.
+    let req = CreateJobRequest {
+        job_type: Some("deploy".into()),
+        namespace: Some("com.shipyard.crash".into()),
+        ..Default::default()
+    };
+    client
+        .create_job(&req)
+        .await
+        .expect("the restarted server accepts writes");
+    drop(restarted);
+}
