@@ -88,6 +88,11 @@ pub struct PageInfo {
     pub total_items: u64,
     pub sort: SortField,
     pub order: SortOrder,
+    /// Keyset paging: pass as `after` (with the same `sort` and `order`) for the items
+    /// that follow this page; null when this page is not full. Cheaper than `page` for
+    /// walking everything, and stable while rows are added.
+    #[serde(default)]
+    pub next: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
@@ -495,14 +500,10 @@ pub fn validate_texts(
 ) -> Result<(), ValidationErrors> {
     let mut errs = ValidationErrors::default();
     for (name, value) in fields {
-        if let Some(v) = value
-            && v.chars().count() > limits.text_max
-        {
-            errs.push(
-                *name,
-                format!("must be at most {} characters", limits.text_max),
-            );
-        }
+        errs.check(
+            name,
+            validate::bounded_text((*value).clone(), limits.text_max),
+        );
     }
     errs.into_result(|| ())
 }

@@ -140,11 +140,25 @@ impl Name {
     }
 }
 
-/// Optional free text bounded by `limit` characters.
+/// Optional free text bounded by `limit` characters. NUL is refused: no store can keep
+/// it faithfully (PostgreSQL text cannot hold it).
 pub fn bounded_text(value: Option<String>, limit: usize) -> Result<Option<String>, String> {
     match value {
         Some(s) if s.chars().count() > limit => Err(format!("must be at most {limit} characters")),
+        Some(s) if s.contains('\0') => Err(NUL_MESSAGE.into()),
         other => Ok(other),
+    }
+}
+
+const NUL_MESSAGE: &str = "must not contain the NUL character (U+0000)";
+
+/// Whether any key or string in a JSON value holds NUL.
+fn contains_nul(v: &Value) -> bool {
+    match v {
+        Value::String(s) => s.contains('\0'),
+        Value::Array(items) => items.iter().any(contains_nul),
+        Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || contains_nul(v)),
+        _ => false,
     }
 }
 
@@ -170,6 +184,9 @@ impl Meta {
             Some(Value::Object(map)) => map,
             Some(_) => return Err("must be a JSON object".into()),
         };
+        if map.iter().any(|(k, v)| k.contains('\0') || contains_nul(v)) {
+            return Err(NUL_MESSAGE.into());
+        }
         let json = serde_json::to_string(&map).map_err(|e| e.to_string())?;
         if json.len() > limits.meta_max_bytes {
             return Err(format!(

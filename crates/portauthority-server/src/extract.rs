@@ -148,9 +148,17 @@ impl Query {
                 "the query string has a malformed percent-escape at byte {bad}"
             )));
         }
-        let pairs = url::form_urlencoded::parse(raw.as_bytes())
+        let pairs: Vec<(String, String)> = url::form_urlencoded::parse(raw.as_bytes())
             .map(|(k, v)| (k.into_owned(), v.into_owned()))
             .collect();
+        // No stored value holds NUL (validation refuses it), and PostgreSQL cannot even
+        // compare with one: such a filter is invalid, not a query that matches nothing.
+        if let Some((k, _)) = pairs.iter().find(|(k, v)| k.contains('\0') || v.contains('\0')) {
+            return Err(ApiError::invalid_field(
+                &k.replace('\0', "\\0"),
+                "must not contain the NUL character (U+0000)",
+            ));
+        }
         Ok(Query { pairs })
     }
 
@@ -212,7 +220,8 @@ impl Query {
 
     pub fn paging(&mut self) -> Result<Paging, ApiError> {
         let mut p = Paging::default();
-        if let Some(n) = self.number(&["page"], 1, u64::from(u32::MAX))? {
+        let explicit_page = self.number(&["page"], 1, u64::from(u32::MAX))?;
+        if let Some(n) = explicit_page {
             p.page = n;
         }
         if let Some(n) = self.number(&["size"], 1, 1000)? {
@@ -240,6 +249,15 @@ impl Query {
                     ));
                 }
             };
+        }
+        if let Some(cursor) = self.take(&["after"]) {
+            if explicit_page.is_some() {
+                return Err(ApiError::invalid_field(
+                    "after",
+                    "use either page or after (a cursor), not both",
+                ));
+            }
+            p.after = Some(crate::cursor::decode(&cursor, &p)?);
         }
         Ok(p)
     }

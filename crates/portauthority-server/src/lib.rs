@@ -4,6 +4,7 @@
 //! Only this crate knows HTTP. It never holds state another process would need: every
 //! request reads or writes through the store.
 
+mod cursor;
 mod error;
 mod extract;
 mod openapi;

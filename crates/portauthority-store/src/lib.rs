@@ -17,7 +17,7 @@ use portauthority_core::{JobId, Status, TaskChange, TaskId};
 use std::sync::Arc;
 
 pub use error::StoreError;
-pub use query::{HistoryScope, JobFilter, Page, Paging, TaskFilter};
+pub use query::{Cursor, HistoryScope, JobFilter, Page, Paging, SortValue, TaskFilter};
 
 /// A job as created, and whether this call created it (false: it already existed with the
 /// same content, and this is the stored one).

@@ -1,13 +1,84 @@
-use portauthority_core::api::{SortField, SortOrder};
-use portauthority_core::{JobId, Status, TaskId};
+use portauthority_core::api::{Job, SortField, SortOrder, Task};
+use portauthority_core::{JobId, Status, TaskId, Timestamp};
 
-/// Offset paging: `page` is 1-based.
-#[derive(Clone, Copy, Debug)]
+/// Paging: by offset (`page` is 1-based), or by keyset when `after` is set.
+#[derive(Clone, Debug)]
 pub struct Paging {
     pub page: u64,
     pub size: u64,
     pub sort: SortField,
     pub order: SortOrder,
+    /// Keyset paging: only rows after this one in the sort order (and `page` is ignored).
+    pub after: Option<Cursor>,
+}
+
+/// The sort key of one row: where a keyset page starts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Cursor {
+    pub value: SortValue,
+    pub id: uuid::Uuid,
+}
+
+/// A row's value in the sort column.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SortValue {
+    /// `start_time`, `end_time` (None: not finished), `created_at`, `updated_at`.
+    Time(Option<Timestamp>),
+    /// `type`, `namespace`.
+    Text(String),
+    Status(Status),
+}
+
+impl SortValue {
+    /// The value of `field` in a job.
+    pub fn of_job(field: SortField, j: &Job) -> SortValue {
+        Self::pick(
+            field,
+            j.start_time,
+            j.end_time,
+            j.created_at,
+            j.updated_at,
+            &j.job_type,
+            &j.namespace,
+            j.status,
+        )
+    }
+
+    /// The value of `field` in a task.
+    pub fn of_task(field: SortField, t: &Task) -> SortValue {
+        Self::pick(
+            field,
+            t.start_time,
+            t.end_time,
+            t.created_at,
+            t.updated_at,
+            &t.task_type,
+            &t.namespace,
+            t.status,
+        )
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn pick(
+        field: SortField,
+        start: Timestamp,
+        end: Option<Timestamp>,
+        created: Timestamp,
+        updated: Timestamp,
+        kind: &str,
+        namespace: &str,
+        status: Status,
+    ) -> SortValue {
+        match field {
+            SortField::StartTime => SortValue::Time(Some(start)),
+            SortField::EndTime => SortValue::Time(end),
+            SortField::CreatedAt => SortValue::Time(Some(created)),
+            SortField::UpdatedAt => SortValue::Time(Some(updated)),
+            SortField::Type => SortValue::Text(kind.to_owned()),
+            SortField::Namespace => SortValue::Text(namespace.to_owned()),
+            SortField::Status => SortValue::Status(status),
+        }
+    }
 }
 
 impl Default for Paging {
@@ -17,12 +88,16 @@ impl Default for Paging {
             size: 25,
             sort: SortField::StartTime,
             order: SortOrder::Asc,
+            after: None,
         }
     }
 }
 
 impl Paging {
     pub fn offset(&self) -> u64 {
+        if self.after.is_some() {
+            return 0;
+        }
         (self.page.saturating_sub(1)).saturating_mul(self.size)
     }
 }
@@ -62,4 +137,65 @@ pub enum HistoryScope {
     Job(JobId),
     /// The events of one task.
     Task(JobId, TaskId),
+}
+
+/// A value a keyset condition binds; each store turns it into its own parameter type.
+pub(crate) enum Bind {
+    Time(Timestamp),
+    Text(String),
+    Status(Status),
+    Id(uuid::Uuid),
+}
+
+/// The SQL column a sort field orders by.
+pub(crate) fn sort_column(field: SortField) -> &'static str {
+    match field {
+        SortField::StartTime => "start_time",
+        SortField::EndTime => "end_time",
+        SortField::CreatedAt => "created_at",
+        SortField::UpdatedAt => "updated_at",
+        SortField::Type => "type",
+        SortField::Namespace => "namespace",
+        SortField::Status => "status",
+    }
+}
+
+/// The condition selecting the rows after `cursor` in the order `(column order, id order)`,
+/// with unset values (only `end_time`) first ascending and last descending. `bind` adds a
+/// parameter and returns its placeholder. Row-value comparisons keep it an index range scan.
+pub(crate) fn keyset_condition(
+    paging: &Paging,
+    cursor: &Cursor,
+    mut bind: impl FnMut(Bind) -> String,
+) -> String {
+    let col = sort_column(paging.sort);
+    let value = match &cursor.value {
+        SortValue::Time(t) => t.map(Bind::Time),
+        SortValue::Text(s) => Some(Bind::Text(s.clone())),
+        SortValue::Status(s) => Some(Bind::Status(*s)),
+    };
+    let asc = paging.order == SortOrder::Asc;
+    let (cmp, nullable) = (
+        if asc { ">" } else { "<" },
+        paging.sort == SortField::EndTime,
+    );
+    match value {
+        Some(v) => {
+            let v = bind(v);
+            let id = bind(Bind::Id(cursor.id));
+            if nullable && !asc {
+                format!("(({col}, id) < ({v}, {id}) OR {col} IS NULL)")
+            } else {
+                format!("({col}, id) {cmp} ({v}, {id})")
+            }
+        }
+        None => {
+            let id = bind(Bind::Id(cursor.id));
+            if asc {
+                format!("(({col} IS NULL AND id > {id}) OR {col} IS NOT NULL)")
+            } else {
+                format!("({col} IS NULL AND id < {id})")
+            }
+        }
+    }
 }

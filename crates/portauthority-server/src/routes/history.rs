@@ -4,7 +4,7 @@ use crate::error::ApiError;
 use crate::extract::{ApiJson, Query, job_id, task_id};
 use axum::Json;
 use axum::extract::{Path, RawQuery, State};
-use portauthority_core::api::{EventEnvelope, HistoryPage, NoteRequest};
+use portauthority_core::api::{EventEnvelope, HistoryPage, NoteRequest, validate_texts};
 use portauthority_core::validate::Meta;
 use portauthority_core::{JobId, TaskId};
 use portauthority_store::{HistoryScope, NewNote};
@@ -37,12 +37,10 @@ async fn note(
     body: NoteRequest,
 ) -> ApiResult<EventEnvelope> {
     let limits = &state.limits;
-    if body.message.is_empty() || body.message.chars().count() > limits.text_max {
-        return Err(ApiError::invalid_field(
-            "message",
-            format!("must be 1 to {} characters", limits.text_max),
-        ));
+    if body.message.is_empty() {
+        return Err(ApiError::invalid_field("message", "must not be empty"));
     }
+    validate_texts(&[("message", &Some(body.message.clone()))], limits)?;
     let data = match body.data {
         None | Some(serde_json::Value::Null) => None,
         Some(v) => Some(

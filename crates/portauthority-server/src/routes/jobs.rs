@@ -8,7 +8,7 @@ use portauthority_core::api::{
     CreateJobRequest, JobEnvelope, JobPage, SetJobStatusRequest, validate_texts,
 };
 use portauthority_core::validate::meta_filter_values;
-use portauthority_store::JobFilter;
+use portauthority_store::{Cursor, JobFilter, SortValue};
 
 /// Register a job, optionally with its first tasks (created atomically with it).
 ///
@@ -48,6 +48,7 @@ pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> ApiRe
         ("size" = Option<u64>, Query, description = "1 to 1000, default 25"),
         ("sort" = Option<String>, Query, description = "start_time (default), end_time, created_at, updated_at, type, namespace, status"),
         ("order" = Option<String>, Query, description = "asc (default) or desc"),
+        ("after" = Option<String>, Query, description = "keyset paging: the `next` cursor of the previous page (same sort and order)"),
     ),
     responses((status = 200, body = JobPage), Problems))]
 pub async fn list(State(state): State<AppState>, RawQuery(raw): RawQuery) -> ApiResult<JobPage> {
@@ -70,10 +71,15 @@ pub async fn list(State(state): State<AppState>, RawQuery(raw): RawQuery) -> Api
         ));
     }
     let paging = q.paging()?;
-    q.finish("namespace, type, correlation_id, status, meta.<key>, page, size, sort, order")?;
-    let page = state.store.list_jobs(filter, paging).await?;
+    q.finish(
+        "namespace, type, correlation_id, status, meta.<key>, page, size, sort, order, after",
+    )?;
+    let page = state.store.list_jobs(filter, paging.clone()).await?;
     Ok(Json(JobPage {
-        info: page_info(&page, &paging),
+        info: page_info(&page, &paging, |x| Cursor {
+            value: SortValue::of_job(paging.sort, x),
+            id: *x.id.as_uuid(),
+        }),
         jobs: page.items,
     }))
 }

@@ -8,17 +8,31 @@ pub mod tasks;
 
 use crate::error::ApiError;
 use portauthority_core::api::{PageInfo, Problem};
-use portauthority_store::{Page, Paging};
+use portauthority_store::{Cursor, Page, Paging};
 
-/// The page header of a list response.
-pub(crate) fn page_info<T>(page: &Page<T>, paging: &Paging) -> PageInfo {
+/// The page header of a list response; `key` gives the cursor of the page's last item.
+pub(crate) fn page_info<T>(
+    page: &Page<T>,
+    paging: &Paging,
+    key: impl Fn(&T) -> Cursor,
+) -> PageInfo {
+    let full = page.items.len() as u64 == paging.size;
     PageInfo {
-        page: paging.page,
+        page: if paging.after.is_some() {
+            1
+        } else {
+            paging.page
+        },
         page_size: paging.size,
         total_pages: page.total_items.div_ceil(paging.size),
         total_items: page.total_items,
         sort: paging.sort,
         order: paging.order,
+        next: page
+            .items
+            .last()
+            .filter(|_| full)
+            .map(|last| crate::cursor::encode(paging, &key(last))),
     }
 }
 

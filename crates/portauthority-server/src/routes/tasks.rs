@@ -10,7 +10,7 @@ use portauthority_core::api::{
     TasksEnvelope, validate_tasks, validate_texts,
 };
 use portauthority_core::{JobId, Status, TaskChange, TaskId};
-use portauthority_store::{TaskFilter, TaskUpdate};
+use portauthority_store::{Cursor, SortValue, TaskFilter, TaskUpdate};
 use std::str::FromStr;
 
 /// Add a task to a job. Idempotent on the task id.
@@ -77,6 +77,7 @@ pub async fn get(
         ("status" = Option<String>, Query, description = "one status or several, comma-separated"),
         ("page" = Option<u64>, Query), ("size" = Option<u64>, Query),
         ("sort" = Option<String>, Query), ("order" = Option<String>, Query),
+        ("after" = Option<String>, Query, description = "keyset paging: the `next` cursor of the previous page"),
     ),
     responses((status = 200, body = TaskPage), Problems))]
 pub async fn list(
@@ -92,10 +93,13 @@ pub async fn list(
         statuses: q.statuses()?,
     };
     let paging = q.paging()?;
-    q.finish("namespace, type, status, page, size, sort, order")?;
-    let page = state.store.list_tasks(id, filter, paging).await?;
+    q.finish("namespace, type, status, page, size, sort, order, after")?;
+    let page = state.store.list_tasks(id, filter, paging.clone()).await?;
     Ok(Json(TaskPage {
-        info: page_info(&page, &paging),
+        info: page_info(&page, &paging, |x| Cursor {
+            value: SortValue::of_task(paging.sort, x),
+            id: *x.id.as_uuid(),
+        }),
         tasks: page.items,
     }))
 }

@@ -1,12 +1,13 @@
 -- Port Authority schema, PostgreSQL flavour. Numbered in step with migrations/sqlite.
--- Statuses are codes 0..4 (see Status::code). `meta` is `json` so the client's key order
+-- Statuses are codes 0..4 (see Status::code). Text that is sorted is COLLATE "C": byte order,
+-- as SQLite sorts, whatever the database default. `meta` is `json` so the client's key order
 -- survives; an expression index over its jsonb form serves `meta.<key>=<value>` filters.
 
 CREATE TABLE jobs (
     id                 uuid        NOT NULL PRIMARY KEY,
-    correlation_id     text,
-    type               text        NOT NULL,
-    namespace          text        NOT NULL,
+    correlation_id     text COLLATE "C",
+    type               text        COLLATE "C" NOT NULL,
+    namespace          text        COLLATE "C" NOT NULL,
     status             smallint    NOT NULL,
     status_explicit    boolean     NOT NULL DEFAULT false,
     auto_complete      boolean     NOT NULL,
@@ -37,8 +38,8 @@ CREATE INDEX jobs_meta           ON jobs USING gin ((meta::jsonb) jsonb_path_ops
 CREATE TABLE tasks (
     id               uuid        NOT NULL PRIMARY KEY,
     job_id           uuid        NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
-    type             text        NOT NULL,
-    namespace        text        NOT NULL,
+    type             text        COLLATE "C" NOT NULL,
+    namespace        text        COLLATE "C" NOT NULL,
     status           smallint    NOT NULL,
     attempt          bigint      NOT NULL DEFAULT 1,
     start_time       timestamptz NOT NULL,

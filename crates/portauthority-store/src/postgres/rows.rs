@@ -1,9 +1,11 @@
 //! Reading rows: mapping PostgreSQL rows to domain types, and the read queries.
 
-use crate::query::{HistoryScope, JobFilter, Page, Paging, TaskFilter};
+use crate::query::{
+    Bind, HistoryScope, JobFilter, Page, Paging, TaskFilter, keyset_condition, sort_column,
+};
 use crate::state::JobRow;
 use chrono::{DateTime, Utc};
-use portauthority_core::api::{EventKind, HistoryEvent, Job, Progress, SortField, SortOrder, Task};
+use portauthority_core::api::{EventKind, HistoryEvent, Job, Progress, SortOrder, Task};
 use portauthority_core::{Counters, JobId, Status, TaskId, Timestamp};
 use serde_json::value::RawValue;
 use sqlx::postgres::PgRow;
@@ -150,18 +152,6 @@ pub(crate) async fn event(c: &mut PgConnection, seq: i64) -> Result<HistoryEvent
     event_from_row(&r)
 }
 
-fn sort_column(field: SortField) -> &'static str {
-    match field {
-        SortField::StartTime => "start_time",
-        SortField::EndTime => "end_time",
-        SortField::CreatedAt => "created_at",
-        SortField::UpdatedAt => "updated_at",
-        SortField::Type => "type",
-        SortField::Namespace => "namespace",
-        SortField::Status => "status",
-    }
-}
-
 /// Appends ` AND column = value` when the filter is set.
 fn eq(qb: &mut QueryBuilder<Postgres>, column: &str, value: &Option<String>) {
     if let Some(v) = value {
@@ -188,7 +178,29 @@ fn meta_document(key: &str, tagged: &str) -> Option<serde_json::Value> {
     Some(serde_json::json!({ key: value }))
 }
 
+/// Appends the keyset condition (when paging by cursor), the order and the limit.
 fn order_by(qb: &mut QueryBuilder<Postgres>, paging: &Paging) {
+    if let Some(cursor) = &paging.after {
+        // QueryBuilder numbers placeholders as they are pushed: collect the SQL with
+        // markers first, then push text and binds in order.
+        let mut binds = Vec::new();
+        let sql = keyset_condition(paging, cursor, |b| {
+            binds.push(b);
+            "\u{0}".to_owned()
+        });
+        qb.push(" AND ");
+        let mut parts = sql.split('\u{0}');
+        qb.push(parts.next().unwrap_or_default());
+        for (b, text) in binds.into_iter().zip(parts) {
+            match b {
+                Bind::Time(t) => qb.push_bind(t.to_datetime()),
+                Bind::Text(s) => qb.push_bind(s),
+                Bind::Status(s) => qb.push_bind(s.code()),
+                Bind::Id(id) => qb.push_bind(id),
+            };
+            qb.push(text);
+        }
+    }
     let col = sort_column(paging.sort);
     // NULLS FIRST ascending, as SQLite orders, so both stores page the same way.
     let dir = match paging.order {

@@ -2,8 +2,10 @@
 
 use super::internal;
 use crate::StoreError;
-use crate::query::{HistoryScope, JobFilter, Page, Paging, TaskFilter};
-use portauthority_core::api::{EventKind, HistoryEvent, Job, Progress, SortField, SortOrder, Task};
+use crate::query::{
+    Bind, HistoryScope, JobFilter, Page, Paging, TaskFilter, keyset_condition, sort_column,
+};
+use portauthority_core::api::{EventKind, HistoryEvent, Job, Progress, SortOrder, Task};
 use portauthority_core::{Counters, JobId, Status, TaskId, Timestamp};
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, Row, params_from_iter};
@@ -153,18 +155,6 @@ pub(crate) fn event(c: &Connection, seq: i64) -> Result<HistoryEvent, StoreError
     .map_err(internal)
 }
 
-fn sort_column(field: SortField) -> &'static str {
-    match field {
-        SortField::StartTime => "start_time",
-        SortField::EndTime => "end_time",
-        SortField::CreatedAt => "created_at",
-        SortField::UpdatedAt => "updated_at",
-        SortField::Type => "type",
-        SortField::Namespace => "namespace",
-        SortField::Status => "status",
-    }
-}
-
 /// `WHERE` clauses and their parameters, built up filter by filter.
 #[derive(Default)]
 struct Conditions {
@@ -215,12 +205,27 @@ fn page_of<T>(
     paging: &Paging,
     map: impl Fn(&Row<'_>) -> rusqlite::Result<T>,
 ) -> Result<Page<T>, StoreError> {
+    let mut cond = cond;
     let clause = cond.clause();
     let total: i64 = c
         .prepare_cached(&format!("SELECT COUNT(*) FROM {table} {clause}"))
         .map_err(internal)?
         .query_row(params_from_iter(cond.params.iter()), |r| r.get(0))
         .map_err(internal)?;
+    if let Some(cursor) = &paging.after {
+        let params = &mut cond.params;
+        let sql = keyset_condition(paging, cursor, |b| {
+            params.push(match b {
+                Bind::Time(t) => Value::Integer(t.as_millis()),
+                Bind::Text(s) => Value::Text(s),
+                Bind::Status(s) => Value::Integer(s.code().into()),
+                Bind::Id(id) => Value::Blob(id.as_bytes().to_vec()),
+            });
+            format!("?{}", params.len())
+        });
+        cond.sql.push(sql);
+    }
+    let clause = cond.clause();
     let dir = match paging.order {
         SortOrder::Asc => "ASC",
         SortOrder::Desc => "DESC",

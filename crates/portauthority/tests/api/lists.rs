@@ -1042,3 +1042,116 @@ async fn listing_the_tasks_of_an_unknown_job_is_not_found() {
     let (status, body) = app.get("/v1/jobs/not-a-uuid/tasks").await;
     assert_problem(status, &body, 404);
 }
+
+/// Walks a list by `next` cursors and returns the ids in the order seen.
+async fn walk_by_cursor(
+    app: &TestApp,
+    path: &str,
+    items: &str,
+    query: &str,
+    size: usize,
+) -> Vec<String> {
+    let mut seen = Vec::new();
+    let mut after: Option<String> = None;
+    for _ in 0..100 {
+        let q = match &after {
+            Some(c) => format!("{query}&size={size}&after={c}"),
+            None => format!("{query}&size={size}"),
+        };
+        let (status, page) = app.get(&format!("{path}?{q}")).await;
+        assert_eq!(status, 200, "GET {path}?{q}: {page}");
+        let got = ids(&page, items);
+        assert!(got.len() <= size);
+        seen.extend(got.clone());
+        match page["next"].as_str() {
+            Some(c) => {
+                assert_eq!(
+                    got.len(),
+                    size,
+                    "a `next` cursor only follows a full page: {page}"
+                );
+                after = Some(c.to_owned());
+            }
+            None => return seen,
+        }
+    }
+    panic!("cursor walk did not end");
+}
+
+#[tokio::test]
+async fn cursors_walk_jobs_in_every_sort_and_order_exactly_once() {
+    let app = TestApp::spawn().await;
+    let all = jobs_to_sort(&app).await;
+    for sort in SORTS {
+        for order in ["asc", "desc"] {
+            for size in [1, 3, 8] {
+                let seen = walk_by_cursor(
+                    &app,
+                    "/v1/jobs",
+                    "jobs",
+                    &format!("sort={sort}&order={order}"),
+                    size,
+                )
+                .await;
+                assert_eq!(
+                    seen,
+                    expected(&all, sort, order),
+                    "sort={sort}&order={order}&size={size}"
+                );
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn cursors_respect_filters_and_walk_tasks_too() {
+    let app = TestApp::spawn().await;
+    let all = jobs_to_sort(&app).await;
+    let in_b: Vec<Value> = all
+        .iter()
+        .filter(|j| j["namespace"] == "com.b")
+        .cloned()
+        .collect();
+    let seen = walk_by_cursor(
+        &app,
+        "/v1/jobs",
+        "jobs",
+        "namespace=com.b&sort=start_time&order=desc",
+        2,
+    )
+    .await;
+    assert_eq!(seen, expected(&in_b, "start_time", "desc"));
+
+    let (job, tasks) = tasks_to_sort(&app).await;
+    for sort in SORTS {
+        let seen = walk_by_cursor(
+            &app,
+            &format!("/v1/jobs/{job}/tasks"),
+            "tasks",
+            &format!("sort={sort}&order=asc"),
+            2,
+        )
+        .await;
+        assert_eq!(seen, expected(&tasks, sort, "asc"), "tasks sort={sort}");
+    }
+}
+
+#[tokio::test]
+async fn a_bad_or_mismatched_cursor_is_unprocessable() {
+    let app = TestApp::spawn().await;
+    jobs_to_sort(&app).await;
+    let page = jobs(&app, "sort=type&size=2").await;
+    let next = page["next"]
+        .as_str()
+        .expect("a full page has a next cursor")
+        .to_owned();
+    for query in [
+        "after=not-a-cursor".to_owned(),
+        format!("sort=namespace&after={next}"),
+        format!("sort=type&order=desc&after={next}"),
+        format!("sort=type&page=2&after={next}"),
+    ] {
+        let (status, body) = app.get(&format!("/v1/jobs?{query}")).await;
+        assert_invalid_param(status, &body, "after");
+    }
+}
