@@ -153,7 +153,10 @@ impl Query {
             .collect();
         // No stored value holds NUL (validation refuses it), and PostgreSQL cannot even
         // compare with one: such a filter is invalid, not a query that matches nothing.
-        if let Some((k, _)) = pairs.iter().find(|(k, v)| k.contains('\0') || v.contains('\0')) {
+        if let Some((k, _)) = pairs
+            .iter()
+            .find(|(k, v)| k.contains('\0') || v.contains('\0'))
+        {
             return Err(ApiError::invalid_field(
                 &k.replace('\0', "\\0"),
                 "must not contain the NUL character (U+0000)",

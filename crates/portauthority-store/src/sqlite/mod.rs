@@ -226,7 +226,7 @@ impl Store for SqliteStore {
         updates: Vec<TaskUpdate>,
     ) -> Result<Vec<Result<Task, StoreError>>, StoreError> {
         self.writer
-            .run(move |tx| Ok(writer::update_tasks(tx, updates)))
+            .run(move |tx| writer::update_tasks(tx, updates))
             .await
     }
 

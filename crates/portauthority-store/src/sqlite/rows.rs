@@ -6,7 +6,7 @@ use crate::query::{
     Bind, HistoryScope, JobFilter, Page, Paging, TaskFilter, keyset_condition, sort_column,
 };
 use portauthority_core::api::{EventKind, HistoryEvent, Job, Progress, SortOrder, Task};
-use portauthority_core::{Counters, JobId, Status, TaskId, Timestamp};
+use portauthority_core::{Counters, JobId, JobState, Status, TaskId, Timestamp};
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, Row, params_from_iter};
 use serde_json::value::RawValue;
@@ -136,6 +136,32 @@ pub(crate) fn job(c: &Connection, id: JobId) -> Result<Option<JobRow>, StoreErro
         .query_row([id.as_bytes()], job_from_row)
         .optional()
         .map_err(internal)
+}
+
+pub(crate) fn job_state(c: &Connection, id: JobId) -> Result<Option<JobState>, StoreError> {
+    c.prepare_cached(
+        "SELECT status, status_explicit, auto_complete, end_time, tasks_total, tasks_pending, \
+         tasks_in_progress, tasks_failed, tasks_completed, tasks_cancelled FROM jobs WHERE id = ?1",
+    )
+    .map_err(internal)?
+    .query_row([id.as_bytes()], |r| {
+        Ok(JobState {
+            status: status_col(r, 0)?,
+            explicit: r.get(1)?,
+            auto_complete: r.get(2)?,
+            end_time: opt_time_col(r, 3)?,
+            counters: Counters {
+                total: r.get(4)?,
+                pending: r.get(5)?,
+                in_progress: r.get(6)?,
+                failed: r.get(7)?,
+                completed: r.get(8)?,
+                cancelled: r.get(9)?,
+            },
+        })
+    })
+    .optional()
+    .map_err(internal)
 }
 
 pub(crate) fn task(c: &Connection, id: TaskId) -> Result<Option<Task>, StoreError> {

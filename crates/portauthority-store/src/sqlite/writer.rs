@@ -7,6 +7,8 @@ use portauthority_core::api::{EventKind, HistoryEvent, Job, NewJob, NewTask, Tas
 use portauthority_core::machine::{self, EventDraft, JobState};
 use portauthority_core::{JobId, Status, TaskId, Timestamp};
 use rusqlite::{Connection, params};
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use tokio::sync::{mpsc, oneshot};
 
@@ -80,15 +82,20 @@ pub(crate) fn in_savepoint<T>(
     conn: &Connection,
     f: impl FnOnce(&Connection) -> Result<T, StoreError>,
 ) -> Result<T, StoreError> {
-    conn.execute_batch("SAVEPOINT op").map_err(internal)?;
+    // Cached statements: a savepoint per request (and per batch item) is on the hot path.
+    let exec = |sql: &str| -> Result<(), StoreError> {
+        conn.prepare_cached(sql)
+            .and_then(|mut s| s.execute([]))
+            .map(drop)
+            .map_err(internal)
+    };
+    exec("SAVEPOINT op")?;
     let result = catch_unwind(AssertUnwindSafe(|| f(conn)))
         .unwrap_or_else(|_| Err(StoreError::Internal("a write panicked".into())));
-    let end = if result.is_ok() {
-        "RELEASE op"
-    } else {
-        "ROLLBACK TO op; RELEASE op"
-    };
-    conn.execute_batch(end).map_err(internal)?;
+    if result.is_err() {
+        exec("ROLLBACK TO op")?;
+    }
+    exec("RELEASE op")?;
     result
 }
 
@@ -230,6 +237,11 @@ fn save_job_state(
 
 fn load_job(c: &Connection, id: JobId) -> Result<JobRow, StoreError> {
     rows::job(c, id)?.ok_or_else(|| StoreError::job_not_found(id))
+}
+
+/// Only what the rules need of a job: cheaper than the whole row on the hot path.
+fn load_job_state(c: &Connection, id: JobId) -> Result<JobState, StoreError> {
+    rows::job_state(c, id)?.ok_or_else(|| StoreError::job_not_found(id))
 }
 
 fn insert_task(
@@ -391,13 +403,13 @@ pub(crate) fn add_tasks(
     tasks: Vec<NewTask>,
 ) -> Result<Vec<Task>, StoreError> {
     let now = Timestamp::now();
-    let row = load_job(c, job_id)?;
+    let state = load_job_state(c, job_id)?;
     let parts = partition_tasks(c, job_id, tasks)?;
     let fresh = parts.iter().filter(|p| p.is_err()).count() as i64;
     if fresh == 0 {
         return Ok(parts.into_iter().filter_map(Result::ok).collect());
     }
-    let (state, job_event) = machine::add_tasks(&row.state(), fresh, now)?;
+    let (state, job_event) = machine::add_tasks(&state, fresh, now)?;
     let mut out = Vec::with_capacity(parts.len());
     for p in parts {
         out.push(match p {
@@ -412,23 +424,52 @@ pub(crate) fn add_tasks(
     Ok(out)
 }
 
+/// Applies a batch of task updates. Each job's state is read once and written once for
+/// the whole batch. A refused item (not found, conflict) writes nothing and gets its own
+/// error; a database error fails the whole batch, which the caller's savepoint undoes.
 pub(crate) fn update_tasks(
     c: &Connection,
     updates: Vec<TaskUpdate>,
-) -> Vec<Result<Task, StoreError>> {
-    updates
-        .into_iter()
-        .map(|u| in_savepoint(c, |c| update_task(c, u)))
-        .collect()
+) -> Result<Vec<Result<Task, StoreError>>, StoreError> {
+    let now = Timestamp::now();
+    // job id → (state as stored, state after this batch's changes so far)
+    let mut jobs: HashMap<JobId, (JobState, JobState)> = HashMap::new();
+    let mut results = Vec::with_capacity(updates.len());
+    for u in updates {
+        match update_task(c, &mut jobs, u, now) {
+            Err(
+                e @ (StoreError::Internal(_) | StoreError::Unavailable(_) | StoreError::Config(_)),
+            ) => {
+                return Err(e);
+            }
+            other => results.push(other),
+        }
+    }
+    for (id, (stored, current)) in &jobs {
+        if stored != current {
+            save_job_state(c, *id, current, now)?;
+        }
+    }
+    Ok(results)
 }
 
-fn update_task(c: &Connection, u: TaskUpdate) -> Result<Task, StoreError> {
-    let now = Timestamp::now();
+fn update_task(
+    c: &Connection,
+    jobs: &mut HashMap<JobId, (JobState, JobState)>,
+    u: TaskUpdate,
+    now: Timestamp,
+) -> Result<Task, StoreError> {
     let mut task = rows::task(c, u.task_id)?
         .filter(|t| t.job_id == u.job_id)
         .ok_or_else(|| StoreError::task_not_found(u.job_id, u.task_id))?;
-    let mut job = load_job(c, u.job_id)?;
-    let out = machine::change_task(&job.state(), &task_state(&task), &u.change, now)?;
+    let job = match jobs.entry(u.job_id) {
+        Entry::Occupied(e) => e.into_mut(),
+        Entry::Vacant(e) => {
+            let state = load_job_state(c, u.job_id)?;
+            e.insert((state.clone(), state))
+        }
+    };
+    let out = machine::change_task(&job.1, &task_state(&task), &u.change, now)?;
     let Some(task_event) = out.task_event else {
         return Ok(task);
     };
@@ -449,10 +490,7 @@ fn update_task(c: &Connection, u: TaskUpdate) -> Result<Task, StoreError> {
     ])
     .map_err(internal)?;
     append_event(c, u.job_id, Some(u.task_id), &task_event, None, now)?;
-    if out.job != job.state() {
-        save_job_state(c, u.job_id, &out.job, now)?;
-        job.apply(&out.job, now);
-    }
+    job.1 = out.job;
     if let Some(e) = &out.job_event {
         append_event(c, u.job_id, None, e, None, now)?;
     }
@@ -516,7 +554,7 @@ pub(crate) fn set_job_status(
 
 pub(crate) fn add_note(c: &Connection, note: NewNote) -> Result<HistoryEvent, StoreError> {
     let now = Timestamp::now();
-    load_job(c, note.job_id)?;
+    load_job_state(c, note.job_id)?;
     if let Some(task_id) = note.task_id
         && rows::task(c, task_id)?.is_none_or(|t| t.job_id != note.job_id)
     {
