@@ -7,6 +7,7 @@
 //! sent before its write is durable. Reads run on a small pool of read-only connections,
 //! which WAL lets proceed while the writer writes.
 
+mod checkpoint;
 mod migrate;
 mod pool;
 mod rows;
@@ -115,6 +116,7 @@ pub(crate) fn internal(e: rusqlite::Error) -> StoreError {
 /// The SQLite implementation of [`Store`].
 pub struct SqliteStore {
     writer: writer::Writer,
+    checkpointer: std::sync::Mutex<checkpoint::Checkpointer>,
     readers: pool::ReadPool,
     path: PathBuf,
 }
@@ -133,13 +135,18 @@ impl SqliteStore {
         let conn = tokio::task::spawn_blocking(move || -> Result<Connection, StoreError> {
             let mut conn = open_connection(&o, false)?;
             migrate::apply(&mut conn)?;
+            // Most checkpoint work runs on its own thread (see checkpoint.rs).
+            conn.execute_batch("PRAGMA cache_size = -32000;")
+                .map_err(internal)?;
             Ok(conn)
         })
         .await
         .map_err(|e| StoreError::Internal(e.to_string()))??;
         let readers = pool::ReadPool::new(opts.clone(), reader_count())?;
+        let checkpointer = checkpoint::Checkpointer::start(&opts)?;
         Ok(SqliteStore {
             writer: writer::Writer::start(conn),
+            checkpointer: std::sync::Mutex::new(checkpointer),
             readers,
             path: opts.path,
         })
@@ -253,6 +260,9 @@ impl Store for SqliteStore {
     }
 
     async fn close(&self) {
+        if let Ok(mut c) = self.checkpointer.lock() {
+            c.stop();
+        }
         self.writer.close().await;
     }
 }
