@@ -10,3 +10,4 @@ mod idempotency;
 mod lists;
 mod rollup;
 mod seed;
+mod shutdown;

@@ -1,0 +1,98 @@
+//! The binary's life cycle: `migrate` is idempotent, and SIGTERM stops `serve` gracefully
+//! (exit 0, every acknowledged write kept).
+
+use crate::helpers::{Server, job_request, task_request};
+use portauthority_core::Status;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+fn migrate(db: &std::path::Path) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_portauthority"))
+        .args([
+            "migrate",
+            "--database-url",
+            &format!("sqlite://{}", db.display()),
+        ])
+        .env("PORTAUTHORITY_LOG", "warn")
+        .output()
+        .expect("run migrate");
+    assert!(
+        out.status.success(),
+        "migrate failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8")
+}
+
+#[test]
+fn migrate_prints_the_schema_version_and_a_second_run_is_a_no_op() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("m.db");
+    let first = migrate(&db);
+    assert_eq!(first.trim(), "schema version 1");
+    let size = std::fs::metadata(&db).unwrap().len();
+    let second = migrate(&db);
+    assert_eq!(second.trim(), "schema version 1");
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let applied: i64 = conn
+        .query_row("SELECT COUNT(*) FROM schema_migrations", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(applied, 1, "the migration is recorded once");
+    assert!(std::fs::metadata(&db).unwrap().len() >= size);
+}
+
+#[tokio::test]
+async fn sigterm_stops_the_server_gracefully_and_keeps_every_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("s.db");
+    let mut server = Server::start(&db, dir.path(), "first").await;
+    let client = server.client();
+    let job = client
+        .create_job(&job_request("com.shipyard.stop", "build"))
+        .await
+        .unwrap();
+    let task = client
+        .add_task(job.id, &task_request("step"))
+        .await
+        .unwrap();
+    client
+        .set_task(job.id, task.id, Status::Completed)
+        .await
+        .unwrap();
+
+    let pid = server.child.id().to_string();
+    let status = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("send SIGTERM");
+    assert!(status.success());
+    let until = Instant::now() + Duration::from_secs(20);
+    let exit = loop {
+        if let Some(exit) = server.child.try_wait().unwrap() {
+            break exit;
+        }
+        assert!(
+            Instant::now() < until,
+            "the server did not stop within 20 s of SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(
+        exit.success(),
+        "exit status {exit:?}; log:\n{}",
+        server.log_text()
+    );
+    assert!(
+        !dir.path().join("s.db-wal").exists()
+            || std::fs::metadata(dir.path().join("s.db-wal"))
+                .unwrap()
+                .len()
+                == 0,
+        "a graceful stop checkpoints the WAL into the database file"
+    );
+
+    let again = Server::start(&db, dir.path(), "second").await;
+    let stored = again.client().get_job(job.id).await.unwrap();
+    assert_eq!(stored.status, Status::Completed);
+    assert_eq!(stored.tasks.completed, 1);
+}
