@@ -1,7 +1,8 @@
 //! What every implementation needs between its rows and the state machine.
 
-use portauthority_core::api::{Job, Task};
-use portauthority_core::{JobState, TaskState, Timestamp};
+use crate::StoreError;
+use portauthority_core::api::{Job, NewTask, Task};
+use portauthority_core::{JobId, JobState, Status, TaskState, Timestamp};
 
 /// A job row with the field the API does not show.
 pub(crate) struct JobRow {
@@ -58,4 +59,46 @@ pub(crate) fn lock_order<T>(items: &[T], job_of: impl Fn(&T) -> [u8; 16]) -> Vec
     let mut order: Vec<usize> = (0..items.len()).collect();
     order.sort_by_key(|&i| job_of(&items[i]));
     order
+}
+
+/// Where a task to add stands against the task already stored under its id, if any: new
+/// (`Err(task)`, to insert), an idempotent repeat (`Ok(stored)`), or a conflict.
+pub(crate) fn classify_task(
+    job_id: JobId,
+    t: NewTask,
+    stored: Option<Task>,
+) -> Result<Result<Task, NewTask>, StoreError> {
+    match stored {
+        None => Ok(Err(t)),
+        Some(existing) if t.id_supplied && t.matches(job_id, &existing) => Ok(Ok(existing)),
+        Some(existing) if existing.job_id != job_id => Err(StoreError::Conflict(format!(
+            "task id {} is already used by job {}",
+            t.id, existing.job_id
+        ))),
+        Some(_) => Err(StoreError::Conflict(format!(
+            "task {} already exists with different content",
+            t.id
+        ))),
+    }
+}
+
+/// A task as it is right after being added: pending, first attempt.
+pub(crate) fn added_task(job_id: JobId, t: &NewTask, now: Timestamp) -> Result<Task, StoreError> {
+    Ok(Task {
+        id: t.id,
+        job_id,
+        task_type: t.task_type.as_str().to_owned(),
+        namespace: t.namespace.as_str().to_owned(),
+        status: Status::Pending,
+        start_time: t.start_time.unwrap_or(now),
+        end_time: None,
+        attempt: 1,
+        progress: None,
+        error: None,
+        meta: serde_json::value::RawValue::from_string(t.meta.as_json().to_owned())
+            .map_err(|e| StoreError::Internal(e.to_string()))?,
+        timeout_seconds: t.timeout_seconds,
+        created_at: now,
+        updated_at: now,
+    })
 }

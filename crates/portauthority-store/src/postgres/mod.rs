@@ -10,7 +10,7 @@
 mod rows;
 
 use crate::query::{HistoryScope, JobFilter, Page, Paging, TaskFilter};
-use crate::state::{JobRow, apply_task_state, lock_order, task_state};
+use crate::state::{JobRow, added_task, apply_task_state, classify_task, lock_order, task_state};
 use crate::{Created, NewNote, Store, StoreError, TaskUpdate};
 use async_trait::async_trait;
 use portauthority_core::api::{EventKind, HistoryEvent, Job, NewJob, NewTask, Task};
@@ -71,7 +71,7 @@ fn retryable(e: &sqlx::Error) -> bool {
     }
 }
 
-fn db_error(e: sqlx::Error) -> StoreError {
+pub(crate) fn db_error(e: sqlx::Error) -> StoreError {
     match &e {
         sqlx::Error::PoolTimedOut
         | sqlx::Error::PoolClosed
@@ -95,7 +95,7 @@ pub struct PgStore {
     pool: PgPool,
 }
 
-fn connect_options(url: &str) -> Result<PgConnectOptions, StoreError> {
+pub(crate) fn connect_options(url: &str) -> Result<PgConnectOptions, StoreError> {
     PgConnectOptions::from_str(url)
         .map_err(|e| StoreError::Config(format!("bad PostgreSQL URL: {e}")))
 }
@@ -444,23 +444,7 @@ async fn insert_tasks(
             now,
         )
         .await?;
-        out.push(Task {
-            id: t.id,
-            job_id,
-            task_type: t.task_type.as_str().to_owned(),
-            namespace: t.namespace.as_str().to_owned(),
-            status: Status::Pending,
-            start_time: start,
-            end_time: None,
-            attempt: 1,
-            progress: None,
-            error: None,
-            meta: serde_json::value::RawValue::from_string(t.meta.as_json().to_owned())
-                .map_err(|e| StoreError::Internal(e.to_string()))?,
-            timeout_seconds: t.timeout_seconds,
-            created_at: now,
-            updated_at: now,
-        });
+        out.push(added_task(job_id, t, now)?);
     }
     Ok(out)
 }
@@ -473,24 +457,8 @@ async fn partition_tasks(
 ) -> TxResult<Vec<Result<Task, NewTask>>> {
     let mut out = Vec::with_capacity(tasks.len());
     for t in tasks {
-        out.push(match rows::task(c, t.id).await? {
-            None => Err(t),
-            Some(existing) if t.id_supplied && t.matches(job_id, &existing) => Ok(existing),
-            Some(existing) if existing.job_id != job_id => {
-                return Err(StoreError::Conflict(format!(
-                    "task id {} is already used by job {}",
-                    t.id, existing.job_id
-                ))
-                .into());
-            }
-            Some(_) => {
-                return Err(StoreError::Conflict(format!(
-                    "task {} already exists with different content",
-                    t.id
-                ))
-                .into());
-            }
-        });
+        let stored = rows::task(c, t.id).await?;
+        out.push(classify_task(job_id, t, stored)?);
     }
     Ok(out)
 }

@@ -2,6 +2,7 @@
 
 use super::internal;
 use super::rows::{self, JobRow, task_state};
+use crate::state::{added_task, classify_task};
 use crate::{Created, NewNote, StoreError, TaskUpdate};
 use portauthority_core::api::{EventKind, HistoryEvent, Job, NewJob, NewTask, Task};
 use portauthority_core::machine::{self, EventDraft, JobState};
@@ -277,23 +278,7 @@ fn insert_task(
         None,
         now,
     )?;
-    Ok(Task {
-        id: t.id,
-        job_id,
-        task_type: t.task_type.as_str().to_owned(),
-        namespace: t.namespace.as_str().to_owned(),
-        status: Status::Pending,
-        start_time: start,
-        end_time: None,
-        attempt: 1,
-        progress: None,
-        error: None,
-        meta: serde_json::value::RawValue::from_string(t.meta.as_json().to_owned())
-            .map_err(|e| StoreError::Internal(e.to_string()))?,
-        timeout_seconds: t.timeout_seconds,
-        created_at: now,
-        updated_at: now,
-    })
+    added_task(job_id, t, now)
 }
 
 /// Sorts tasks into those already stored (an idempotent repeat, returned as stored) and
@@ -305,17 +290,9 @@ fn partition_tasks(
 ) -> Result<Vec<Result<Task, NewTask>>, StoreError> {
     tasks
         .into_iter()
-        .map(|t| match rows::task(c, t.id)? {
-            None => Ok(Err(t)),
-            Some(existing) if t.id_supplied && t.matches(job_id, &existing) => Ok(Ok(existing)),
-            Some(existing) if existing.job_id != job_id => Err(StoreError::Conflict(format!(
-                "task id {} is already used by job {}",
-                t.id, existing.job_id
-            ))),
-            Some(_) => Err(StoreError::Conflict(format!(
-                "task {} already exists with different content",
-                t.id
-            ))),
+        .map(|t| {
+            let stored = rows::task(c, t.id)?;
+            classify_task(job_id, t, stored)
         })
         .collect()
 }
