@@ -707,3 +707,27 @@ fn url_without_database(url: &str) -> String {
         None => no_query.to_owned(),
     }
 }
+
+/// Drops a database made by [`scratch_database`] (connections to it are closed first).
+pub async fn drop_scratch_database(admin_url: &str, url: &str) -> Result<(), StoreError> {
+    use sqlx::Connection;
+    let name = url
+        .split('?')
+        .next()
+        .unwrap_or(url)
+        .rsplit('/')
+        .next()
+        .unwrap_or_default();
+    let mut conn = sqlx::PgConnection::connect_with(&connect_options(admin_url)?)
+        .await
+        .map_err(db_error)?;
+    let dropped = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
+        name.replace('"', "\"\"")
+    )))
+    .execute(&mut conn)
+    .await
+    .map_err(db_error);
+    let _ = conn.close().await;
+    dropped.map(drop)
+}

@@ -76,19 +76,10 @@ where
     })
 }
 
-async fn drop_database(admin_url: &str, url: &str) {
-    use sqlx::Connection;
-    let name = url.rsplit('/').next().expect("a database name");
-    let mut conn = sqlx::PgConnection::connect(admin_url)
+pub async fn drop_database(admin_url: &str, url: &str) {
+    portauthority_store::postgres::drop_scratch_database(admin_url, url)
         .await
-        .expect("connect to the admin database");
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
-    )))
-    .execute(&mut conn)
-    .await
-    .expect("drop the scratch database");
-    let _ = conn.close().await;
+        .expect("drop the scratch database");
 }
 
 // ---------------------------------------------------------------------------------------

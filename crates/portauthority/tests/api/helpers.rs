@@ -141,6 +141,24 @@ impl Drop for TestApp {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
+        // A PostgreSQL scratch database is dropped with the app (on its own thread: Drop
+        // cannot await, and the test's runtime may be shutting down).
+        if self.database_url.starts_with("postgres")
+            && let Ok(admin) = std::env::var("PORTAUTHORITY_TEST_DATABASE_URL")
+        {
+            let url = self.database_url.clone();
+            let _ = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build();
+                if let Ok(rt) = rt {
+                    let _ = rt.block_on(portauthority_store::postgres::drop_scratch_database(
+                        &admin, &url,
+                    ));
+                }
+            })
+            .join();
+        }
     }
 }
 
