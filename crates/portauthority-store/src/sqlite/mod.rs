@@ -135,7 +135,8 @@ impl SqliteStore {
         let conn = tokio::task::spawn_blocking(move || -> Result<Connection, StoreError> {
             let mut conn = open_connection(&o, false)?;
             migrate::apply(&mut conn)?;
-            // Most checkpoint work runs on its own thread (see checkpoint.rs).
+            // The background thread (checkpoint.rs) copies most WAL pages; the writer's own
+            // automatic checkpoint then has little left to do, and lets the WAL start over.
             conn.execute_batch("PRAGMA cache_size = -32000;")
                 .map_err(internal)?;
             Ok(conn)
