@@ -309,38 +309,41 @@ pub async fn run(client: Client, args: &BenchArgs) -> anyhow::Result<Vec<PhaseRe
                     // Make tasks to move, in batches, outside the measurement.
                     ensure_jobs(c * 4).await?;
                     let snapshot = jobs.lock().unwrap().clone();
-                    for (k, job) in snapshot.iter().cycle().take(200).enumerate() {
+                    for job in snapshot.iter().cycle().take(1000) {
                         let created = client
                             .add_tasks(*job, (0..batch).map(|_| task_request()).collect())
                             .await?;
-                        tasks
-                            .lock()
-                            .unwrap()
-                            .extend(created.into_iter().map(|t| (*job, t.id)));
-                        let _ = k;
+                        let mut all = tasks.lock().unwrap();
+                        all.extend(created.into_iter().map(|t| (*job, t.id)));
                     }
                 }
+                // One request per batch: a worker takes `batch` tasks, sets them all
+                // in_progress in one request, then completed in the next.
                 let queue = Queue::new(std::mem::take(&mut *tasks.lock().unwrap()));
+                let held = Arc::new(std::sync::Mutex::new(vec![None::<Vec<(JobId, TaskId)>>; c]));
                 let client = client.clone();
                 drive(
                     phase,
                     c,
                     dur,
-                    Arc::new(move |_, _| {
+                    Arc::new(move |w, _| {
                         let client = client.clone();
-                        let chunk = queue.take(batch)?;
-                        Some(Box::pin(async move {
-                            let mut n = 0;
-                            for status in [Status::InProgress, Status::Completed] {
-                                let items =
-                                    chunk.iter().map(|(j, t)| item(*j, *t, status)).collect();
-                                let res = client.update_tasks(items).await.map_err(err)?;
-                                if let Some(bad) = res.results.iter().find(|r| r.status != 200) {
-                                    return Err(format!("item failed with {}", bad.status));
-                                }
-                                n += res.results.len();
+                        let mine = held.lock().unwrap()[w].take();
+                        let (chunk, status) = match mine {
+                            Some(chunk) => (chunk, Status::Completed),
+                            None => {
+                                let chunk = queue.take(batch)?;
+                                held.lock().unwrap()[w] = Some(chunk.clone());
+                                (chunk, Status::InProgress)
                             }
-                            Ok(n)
+                        };
+                        Some(Box::pin(async move {
+                            let items = chunk.iter().map(|(j, t)| item(*j, *t, status)).collect();
+                            let res = client.update_tasks(items).await.map_err(err)?;
+                            if let Some(bad) = res.results.iter().find(|r| r.status != 200) {
+                                return Err(format!("item failed with {}", bad.status));
+                            }
+                            Ok(res.results.len())
                         }))
                     }),
                 )
