@@ -8,6 +8,7 @@
 mod error;
 pub mod postgres;
 mod query;
+pub mod seed;
 pub mod sqlite;
 mod state;
 

@@ -115,6 +115,57 @@ pub struct JobFilter {
     pub meta: Vec<(String, Vec<String>)>,
 }
 
+/// Where a job list reads the ids of its page (and its count) from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum JobSource {
+    /// `job_counts`: the count of a list filtered by nothing but namespace, type and status.
+    Counts,
+    /// `job_meta_counts`: the count of a list filtered by one meta filter alone.
+    MetaCounts,
+    /// `job_meta` through `(key, value, start_time, job_id)`, driven by the first meta filter:
+    /// pages in `start_time` order at any depth without visiting `jobs`. Not when there is a
+    /// `correlation_id` filter, which is narrower.
+    Meta,
+    /// `jobs`, through the index of the sort column or of a filter.
+    Jobs,
+}
+
+impl JobFilter {
+    /// Where the page's ids come from.
+    pub(crate) fn page_source(&self, paging: &Paging) -> JobSource {
+        if paging.sort == SortField::StartTime && self.meta_drives() {
+            JobSource::Meta
+        } else {
+            JobSource::Jobs
+        }
+    }
+
+    /// Where `total_items` comes from.
+    pub(crate) fn count_source(&self) -> JobSource {
+        if self.correlation_id.is_none() && self.meta.is_empty() {
+            JobSource::Counts
+        } else if self.meta.len() == 1 && !self.has_job_conditions() {
+            JobSource::MetaCounts
+        } else if self.meta_drives() {
+            JobSource::Meta
+        } else {
+            JobSource::Jobs
+        }
+    }
+
+    fn meta_drives(&self) -> bool {
+        !self.meta.is_empty() && self.correlation_id.is_none()
+    }
+
+    /// Whether a condition on a `jobs` column other than the id applies.
+    pub(crate) fn has_job_conditions(&self) -> bool {
+        self.namespace.is_some()
+            || self.job_type.is_some()
+            || self.correlation_id.is_some()
+            || !self.statuses.is_empty()
+    }
+}
+
 /// Filters of a job's task list.
 #[derive(Clone, Debug, Default)]
 pub struct TaskFilter {
@@ -140,6 +191,7 @@ pub enum HistoryScope {
 }
 
 /// A value a keyset condition binds; each store turns it into its own parameter type.
+#[derive(Clone)]
 pub(crate) enum Bind {
     Time(Timestamp),
     Text(String),
@@ -160,15 +212,41 @@ pub(crate) fn sort_column(field: SortField) -> &'static str {
     }
 }
 
+/// The key a job list is sorted by, on the table alias `q`: the column, except for the
+/// nullable `end_time`, which is `COALESCE(end_time, <null_key>)` with `null_key` a literal
+/// below every time. That is the expression `jobs_end_time_key` indexes (migration 0002): one
+/// total order, nulls first ascending and last descending as before, so a cursor is a single
+/// index range even with a filter (an `OR end_time IS NULL` made the planner scan).
+pub(crate) fn job_sort_key(field: SortField, q: &str, null_key: &str) -> String {
+    match field {
+        SortField::EndTime => format!("COALESCE({q}end_time, {null_key})"),
+        other => format!("{q}{}", sort_column(other)),
+    }
+}
+
 /// The condition selecting the rows after `cursor` in the order `(column order, id order)`,
 /// with unset values (only `end_time`) first ascending and last descending. `bind` adds a
 /// parameter and returns its placeholder. Row-value comparisons keep it an index range scan.
 pub(crate) fn keyset_condition(
     paging: &Paging,
     cursor: &Cursor,
+    bind: impl FnMut(Bind) -> String,
+) -> String {
+    keyset_condition_on(paging, cursor, sort_column(paging.sort), "id", None, bind)
+}
+
+/// [`keyset_condition`] over the given sort key and id columns (e.g. `m.start_time`,
+/// `m.job_id` when a page is read from another table's index). `null_key` is given when the
+/// sort key is never null (`COALESCE(end_time, <null_key>)`, see [`job_sort_key`]): an unset
+/// value then compares as that literal, and the condition is always one row-value range.
+pub(crate) fn keyset_condition_on(
+    paging: &Paging,
+    cursor: &Cursor,
+    col: &str,
+    id_col: &str,
+    null_key: Option<&str>,
     mut bind: impl FnMut(Bind) -> String,
 ) -> String {
-    let col = sort_column(paging.sort);
     let value = match &cursor.value {
         SortValue::Time(t) => t.map(Bind::Time),
         SortValue::Text(s) => Some(Bind::Text(s.clone())),
@@ -179,22 +257,31 @@ pub(crate) fn keyset_condition(
         if asc { ">" } else { "<" },
         paging.sort == SortField::EndTime,
     );
+    if let Some(null_key) = null_key {
+        // The leading `col >= v` (or `<=`) is implied by the row comparison; SQLite only
+        // turns a comparison of a plain column into an index range, not one of an indexed
+        // expression, so it is spelled out.
+        let mut v = || value.clone().map_or_else(|| null_key.to_owned(), &mut bind);
+        let (v1, v2) = (v(), v());
+        let id = bind(Bind::Id(cursor.id));
+        return format!("({col} {cmp}= {v1} AND ({col}, {id_col}) {cmp} ({v2}, {id}))");
+    }
     match value {
         Some(v) => {
             let v = bind(v);
             let id = bind(Bind::Id(cursor.id));
             if nullable && !asc {
-                format!("(({col}, id) < ({v}, {id}) OR {col} IS NULL)")
+                format!("(({col}, {id_col}) < ({v}, {id}) OR {col} IS NULL)")
             } else {
-                format!("({col}, id) {cmp} ({v}, {id})")
+                format!("({col}, {id_col}) {cmp} ({v}, {id})")
             }
         }
         None => {
             let id = bind(Bind::Id(cursor.id));
             if asc {
-                format!("(({col} IS NULL AND id > {id}) OR {col} IS NOT NULL)")
+                format!("(({col} IS NULL AND {id_col} > {id}) OR {col} IS NOT NULL)")
             } else {
-                format!("({col} IS NULL AND id < {id})")
+                format!("({col} IS NULL AND {id_col} < {id})")
             }
         }
     }

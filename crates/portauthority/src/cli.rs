@@ -25,6 +25,21 @@ enum Command {
     Openapi,
     /// Drive a server with concurrent clients and report throughput and latency.
     Bench(BenchCommand),
+    /// Load realistic jobs in bulk, straight into the database (for benchmarks and
+    /// list-performance work; see docs/list-performance.md).
+    Seed(SeedArgs),
+}
+
+#[derive(Args, Debug)]
+struct SeedArgs {
+    #[command(flatten)]
+    db: DatabaseArgs,
+    /// How many jobs to add.
+    #[arg(long)]
+    jobs: u64,
+    /// Tasks of each job.
+    #[arg(long, default_value_t = 2)]
+    tasks_per_job: u32,
 }
 
 #[derive(Args, Debug)]
@@ -88,6 +103,21 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Bench(b) => bench(b).await,
+        Command::Seed(args) => {
+            init_logging("text");
+            let r = portauthority_store::seed::seed(
+                &args.db.database_url,
+                args.jobs,
+                args.tasks_per_job,
+            )
+            .await
+            .with_context(|| format!("seeding {}", redact(&args.db.database_url)))?;
+            println!(
+                "seeded {} jobs, {} tasks, {} history events in {:.1} s",
+                r.jobs, r.tasks, r.events, r.seconds
+            );
+            Ok(())
+        }
         Command::Openapi => {
             println!(
                 "{}",

@@ -93,6 +93,66 @@ pub(crate) fn db_error(e: sqlx::Error) -> StoreError {
 /// The PostgreSQL implementation of [`Store`].
 pub struct PgStore {
     pool: PgPool,
+    /// Dropping the store stops its background folding of job counts.
+    _alive: std::sync::Arc<()>,
+}
+
+/// How often each process folds `job_count_deltas` into `job_counts`.
+const FOLD_EVERY: Duration = Duration::from_secs(1);
+/// The advisory lock key that lets one process at a time fold.
+const FOLD_LOCK: i64 = 0x5041_4a43_4e54; // "PAJCNT"
+
+/// Folds job count deltas into `job_counts` every `FOLD_EVERY` while the store lives. Counts
+/// are exact either way (a count sums both tables); folding keeps the delta table small.
+fn spawn_count_folding(pool: PgPool, alive: std::sync::Weak<()>) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(FOLD_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if alive.strong_count() == 0 || pool.is_closed() {
+                return;
+            }
+            if let Err(e) = fold_counts(&pool).await {
+                tracing::debug!(error = %e, "folding job count deltas failed; retrying later");
+            }
+        }
+    });
+}
+
+/// Moves the committed deltas into `job_counts` and `job_meta_counts` (rows in key order: concurrent folds queue,
+/// never deadlock).
+pub(crate) const FOLD_COUNTS_SQL: [&str; 2] = [
+    "WITH d AS (DELETE FROM job_count_deltas RETURNING namespace, type, status, n)
+     INSERT INTO job_counts AS c (namespace, type, status, n)
+     SELECT namespace, type, status, sum(n)::bigint FROM d
+     GROUP BY namespace, type, status ORDER BY namespace, type, status
+     ON CONFLICT (namespace, type, status) DO UPDATE SET n = c.n + EXCLUDED.n",
+    "WITH d AS (DELETE FROM job_meta_count_deltas RETURNING key, value, n)
+     INSERT INTO job_meta_counts AS c (key, value, n)
+     SELECT key, value, sum(n)::bigint FROM d
+     GROUP BY key, value ORDER BY key, value
+     ON CONFLICT (key, value) DO UPDATE SET n = c.n + EXCLUDED.n",
+];
+
+/// Folds the job count deltas committed so far into `job_counts`, in one transaction, and
+/// returns how many count rows changed. One process at a time (an advisory lock): the
+/// others skip their turn. Writers only insert deltas, so this never waits on a writer.
+pub async fn fold_counts(pool: &PgPool) -> Result<u64, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
+        .bind(FOLD_LOCK)
+        .fetch_one(&mut *tx)
+        .await?;
+    if !locked {
+        return Ok(0);
+    }
+    let mut folded = 0;
+    for sql in FOLD_COUNTS_SQL {
+        folded += sqlx::query(sql).execute(&mut *tx).await?.rows_affected();
+    }
+    tx.commit().await?;
+    Ok(folded)
 }
 
 pub(crate) fn connect_options(url: &str) -> Result<PgConnectOptions, StoreError> {
@@ -111,7 +171,12 @@ impl PgStore {
             .idle_timeout(Duration::from_secs(300))
             .connect_lazy_with(connect_options(url)?);
         run_migrations(&pool).await?;
-        Ok(PgStore { pool })
+        let alive = std::sync::Arc::new(());
+        spawn_count_folding(pool.clone(), std::sync::Arc::downgrade(&alive));
+        Ok(PgStore {
+            pool,
+            _alive: alive,
+        })
     }
 
     pub fn pool(&self) -> &PgPool {
@@ -490,10 +555,26 @@ async fn create_job(c: &mut PgConnection, new: NewJob) -> TxResult<Created<Job>>
     }
     let state = machine::new_job(new.auto_complete, new.tasks.len() as i64);
     let start = new.start_time.unwrap_or(now);
+    // One statement writes the job, its meta index rows (as SQLite's writer does) and the
+    // deltas of the stored counts (migrations/postgres/0002_list_performance.sql).
+    let (keys, values): (Vec<&str>, Vec<String>) = new.meta.index_entries().unzip();
     sqlx::query(
-        "INSERT INTO jobs (id, correlation_id, type, namespace, status, status_explicit, auto_complete,
-                           start_time, tasks_total, tasks_pending, meta, created_at, updated_at)
-         VALUES ($1, $2, $3, $4, $5, false, $6, $7, $8, $8, $9::json, $10, $10)",
+        "WITH j AS (
+             INSERT INTO jobs (id, correlation_id, type, namespace, status, status_explicit,
+                               auto_complete, start_time, tasks_total, tasks_pending, meta,
+                               created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, false, $6, $7, $8, $8, $9::json, $10, $10)
+             RETURNING id, namespace, type, status, start_time
+         ), m AS (
+             INSERT INTO job_meta (key, value, start_time, job_id)
+             SELECT u.key, u.value, j.start_time, j.id
+             FROM j, unnest($11::text[], $12::text[]) AS u(key, value)
+         ), mc AS (
+             INSERT INTO job_meta_count_deltas (key, value, n)
+             SELECT u.key, u.value, 1 FROM j, unnest($11::text[], $12::text[]) AS u(key, value)
+         )
+         INSERT INTO job_count_deltas (namespace, type, status, n)
+         SELECT namespace, type, status, 1 FROM j",
     )
     .bind(new.id.as_uuid())
     .bind(new.correlation_id.as_deref())
@@ -505,6 +586,8 @@ async fn create_job(c: &mut PgConnection, new: NewJob) -> TxResult<Created<Job>>
     .bind(state.counters.total)
     .bind(new.meta.as_json())
     .bind(ts(now))
+    .bind(&keys)
+    .bind(&values)
     .execute(&mut *c)
     .await?;
     append_event(

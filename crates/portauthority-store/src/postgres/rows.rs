@@ -1,11 +1,12 @@
 //! Reading rows: mapping PostgreSQL rows to domain types, and the read queries.
 
 use crate::query::{
-    Bind, HistoryScope, JobFilter, Page, Paging, TaskFilter, keyset_condition, sort_column,
+    Bind, HistoryScope, JobFilter, JobSource, Page, Paging, TaskFilter, job_sort_key,
+    keyset_condition_on, sort_column,
 };
 use crate::state::JobRow;
 use chrono::{DateTime, Utc};
-use portauthority_core::api::{EventKind, HistoryEvent, Job, Progress, SortOrder, Task};
+use portauthority_core::api::{EventKind, HistoryEvent, Job, Progress, SortField, SortOrder, Task};
 use portauthority_core::{Counters, JobId, Status, TaskId, Timestamp};
 use serde_json::value::RawValue;
 use sqlx::postgres::PgRow;
@@ -160,93 +161,209 @@ fn eq(qb: &mut QueryBuilder<Postgres>, column: &str, value: &Option<String>) {
 }
 
 fn statuses(qb: &mut QueryBuilder<Postgres>, statuses: &[Status]) {
-    if !statuses.is_empty() {
-        let codes: Vec<i16> = statuses.iter().map(|s| s.code()).collect();
-        qb.push(" AND status = ANY(").push_bind(codes).push(")");
+    statuses_of(qb, "status", statuses);
+}
+
+/// One status is an equality, not `= ANY(array)`: an index on `(status, start_time, id)`
+/// then returns rows in `start_time` order (with an array PostgreSQL must sort them all).
+fn statuses_of(qb: &mut QueryBuilder<Postgres>, column: &str, statuses: &[Status]) {
+    match statuses {
+        [] => {}
+        [one] => {
+            qb.push(format!(" AND {column} = ")).push_bind(one.code());
+        }
+        many => {
+            let codes: Vec<i16> = many.iter().map(|s| s.code()).collect();
+            qb.push(format!(" AND {column} = ANY("))
+                .push_bind(codes)
+                .push(")");
+        }
     }
 }
 
-/// The JSON document a tagged meta filter value stands for, e.g. `n:123` → `{"k": 123}`.
-fn meta_document(key: &str, tagged: &str) -> Option<serde_json::Value> {
-    let (tag, v) = tagged.split_once(':')?;
-    let value = match tag {
-        "s" => serde_json::Value::String(v.to_owned()),
-        "n" => serde_json::Value::Number(v.parse().ok()?),
-        "b" => serde_json::Value::Bool(v == "true"),
-        _ => return None,
-    };
-    Some(serde_json::json!({ key: value }))
+/// `COALESCE(end_time, NULL_KEY)` sorts unfinished jobs first, as `end_time NULLS FIRST`.
+const NULL_KEY: &str = "'-infinity'::timestamptz";
+
+/// Appends ` AND <keyset condition>` over `col` and `id`, when paging by cursor. `null_key`:
+/// see `keyset_condition_on`.
+fn keyset(
+    qb: &mut QueryBuilder<Postgres>,
+    paging: &Paging,
+    col: &str,
+    id: &str,
+    null_key: Option<&str>,
+) {
+    let Some(cursor) = &paging.after else { return };
+    // QueryBuilder numbers placeholders as they are pushed: collect the SQL with markers
+    // first, then push text and binds in order.
+    let mut binds = Vec::new();
+    let sql = keyset_condition_on(paging, cursor, col, id, null_key, |b| {
+        binds.push(b);
+        "\u{0}".to_owned()
+    });
+    qb.push(" AND ");
+    let mut parts = sql.split('\u{0}');
+    qb.push(parts.next().unwrap_or_default());
+    for (b, text) in binds.into_iter().zip(parts) {
+        match b {
+            Bind::Time(t) => qb.push_bind(t.to_datetime()),
+            Bind::Text(s) => qb.push_bind(s),
+            Bind::Status(s) => qb.push_bind(s.code()),
+            Bind::Id(id) => qb.push_bind(id),
+        };
+        qb.push(text);
+    }
+}
+
+/// `ORDER BY` directions of the sort column and of the id. NULLS FIRST ascending, as SQLite
+/// orders, only for the nullable `end_time` (whose index is built that way): spelling it for a
+/// NOT NULL column would not match its index, and PostgreSQL would sort the whole table.
+fn directions(paging: &Paging) -> (&'static str, &'static str) {
+    match (paging.order, paging.sort == SortField::EndTime) {
+        (SortOrder::Asc, true) => ("ASC NULLS FIRST", "ASC"),
+        (SortOrder::Desc, true) => ("DESC NULLS LAST", "DESC"),
+        (SortOrder::Asc, false) => ("ASC", "ASC"),
+        (SortOrder::Desc, false) => ("DESC", "DESC"),
+    }
 }
 
 /// Appends the keyset condition (when paging by cursor), the order and the limit.
 fn order_by(qb: &mut QueryBuilder<Postgres>, paging: &Paging) {
-    if let Some(cursor) = &paging.after {
-        // QueryBuilder numbers placeholders as they are pushed: collect the SQL with
-        // markers first, then push text and binds in order.
-        let mut binds = Vec::new();
-        let sql = keyset_condition(paging, cursor, |b| {
-            binds.push(b);
-            "\u{0}".to_owned()
-        });
-        qb.push(" AND ");
-        let mut parts = sql.split('\u{0}');
-        qb.push(parts.next().unwrap_or_default());
-        for (b, text) in binds.into_iter().zip(parts) {
-            match b {
-                Bind::Time(t) => qb.push_bind(t.to_datetime()),
-                Bind::Text(s) => qb.push_bind(s),
-                Bind::Status(s) => qb.push_bind(s.code()),
-                Bind::Id(id) => qb.push_bind(id),
-            };
-            qb.push(text);
-        }
-    }
     let col = sort_column(paging.sort);
-    // NULLS FIRST ascending, as SQLite orders, so both stores page the same way.
-    let dir = match paging.order {
-        SortOrder::Asc => "ASC NULLS FIRST",
-        SortOrder::Desc => "DESC NULLS LAST",
-    };
-    let id_dir = match paging.order {
-        SortOrder::Asc => "ASC",
-        SortOrder::Desc => "DESC",
-    };
+    keyset(qb, paging, col, "id", None);
+    let (dir, id_dir) = directions(paging);
     qb.push(format!(" ORDER BY {col} {dir}, id {id_dir} LIMIT "))
         .push_bind(paging.size as i64)
         .push(" OFFSET ")
         .push_bind(i64::try_from(paging.offset()).unwrap_or(i64::MAX));
 }
 
-fn job_conditions(qb: &mut QueryBuilder<Postgres>, filter: &JobFilter) {
-    eq(qb, "namespace", &filter.namespace);
-    eq(qb, "type", &filter.job_type);
-    eq(qb, "correlation_id", &filter.correlation_id);
-    statuses(qb, &filter.statuses);
-    for (key, values) in &filter.meta {
-        let docs: Vec<serde_json::Value> = values
-            .iter()
-            .filter_map(|v| meta_document(key, v))
-            .collect();
-        qb.push(" AND (false");
-        for d in docs {
-            qb.push(" OR meta::jsonb @> ").push_bind(d);
+/// ` AND m.key = $k AND m.value = ...` on the job_meta alias `m`; one value is an equality,
+/// so that the index returns the rows in `start_time` order (see `statuses_of`).
+fn meta_condition(qb: &mut QueryBuilder<Postgres>, m: &str, key: &str, values: &[String]) {
+    qb.push(format!(" AND {m}.key = "))
+        .push_bind(key.to_owned());
+    match values {
+        [one] => {
+            qb.push(format!(" AND {m}.value = ")).push_bind(one.clone());
         }
-        qb.push(")");
+        many => {
+            qb.push(format!(" AND {m}.value = ANY("))
+                .push_bind(many.to_vec())
+                .push(")");
+        }
     }
 }
 
+/// Appends `FROM ... WHERE ...` of a job list read from `source` and returns the sort
+/// column and id column of that table. Job columns are qualified `j.`, meta rows `m.`.
+fn job_from(
+    qb: &mut QueryBuilder<Postgres>,
+    filter: &JobFilter,
+    source: JobSource,
+    paging: &Paging,
+) -> (String, &'static str) {
+    let mut meta = filter.meta.iter();
+    let (col, id) = if source == JobSource::Meta {
+        let (key, values) = meta.next().expect("a meta filter drives");
+        qb.push(if filter.has_job_conditions() {
+            " FROM job_meta m JOIN jobs j ON j.id = m.job_id WHERE true"
+        } else {
+            " FROM job_meta m WHERE true"
+        });
+        meta_condition(qb, "m", key, values);
+        ("m.start_time".to_owned(), "m.job_id")
+    } else {
+        qb.push(" FROM jobs j WHERE true");
+        (job_sort_key(paging.sort, "j.", NULL_KEY), "j.id")
+    };
+    eq(qb, "j.namespace", &filter.namespace);
+    eq(qb, "j.type", &filter.job_type);
+    eq(qb, "j.correlation_id", &filter.correlation_id);
+    statuses_of(qb, "j.status", &filter.statuses);
+    for (key, values) in meta {
+        qb.push(format!(
+            " AND {id} IN (SELECT x.job_id FROM job_meta x WHERE true"
+        ));
+        meta_condition(qb, "x", key, values);
+        qb.push(")");
+    }
+    (col, id)
+}
+
+/// `total_items`: a sum over `job_counts` and its pending deltas when only namespace, type
+/// and status filter, over `job_meta_counts` and its deltas for one meta filter alone, else a
+/// count over the narrowest index (job_meta for a meta filter).
+async fn count_jobs(c: &mut PgConnection, filter: &JobFilter) -> Result<u64, sqlx::Error> {
+    let mut qb = QueryBuilder::<Postgres>::new("");
+    match filter.count_source() {
+        JobSource::Counts => {
+            qb.push("SELECT COALESCE(sum(n), 0)::bigint FROM (");
+            for (i, table) in ["job_counts", "job_count_deltas"].into_iter().enumerate() {
+                if i > 0 {
+                    qb.push(" UNION ALL ");
+                }
+                qb.push(format!("SELECT n FROM {table} WHERE true"));
+                eq(&mut qb, "namespace", &filter.namespace);
+                eq(&mut qb, "type", &filter.job_type);
+                statuses(&mut qb, &filter.statuses);
+            }
+            qb.push(") c");
+        }
+        JobSource::MetaCounts => {
+            let (key, values) = &filter.meta[0];
+            qb.push("SELECT COALESCE(sum(n), 0)::bigint FROM (");
+            for (i, table) in ["job_meta_counts", "job_meta_count_deltas"]
+                .into_iter()
+                .enumerate()
+            {
+                if i > 0 {
+                    qb.push(" UNION ALL ");
+                }
+                qb.push(format!("SELECT c.n FROM {table} c WHERE true"));
+                meta_condition(&mut qb, "c", key, values);
+            }
+            qb.push(") c");
+        }
+        source => {
+            qb.push("SELECT count(*)");
+            job_from(&mut qb, filter, source, &Paging::default());
+        }
+    }
+    let n: i64 = qb.build_query_scalar().fetch_one(&mut *c).await?;
+    Ok(n.max(0) as u64)
+}
+
+/// A page of jobs in two steps: the ids of the page from one index alone (an index-only
+/// scan, so an offset skips index entries, not heap rows), then those rows.
 pub(crate) async fn list_jobs(
     c: &mut PgConnection,
     filter: &JobFilter,
     paging: &Paging,
 ) -> Result<Page<Job>, sqlx::Error> {
-    let mut count = QueryBuilder::<Postgres>::new("SELECT count(*) FROM jobs WHERE true");
-    job_conditions(&mut count, filter);
-    let total: i64 = count.build_query_scalar().fetch_one(&mut *c).await?;
-    let mut qb =
-        QueryBuilder::<Postgres>::new(format!("SELECT {JOB_COLUMNS} FROM jobs WHERE true"));
-    job_conditions(&mut qb, filter);
-    order_by(&mut qb, paging);
+    let total = count_jobs(c, filter).await?;
+    let (dir, id_dir) = directions(paging);
+    let mut qb = QueryBuilder::<Postgres>::new(format!(
+        "SELECT {JOB_COLUMNS} FROM jobs WHERE id IN (SELECT "
+    ));
+    // The id column is known once the source is: push a placeholder-free prefix by hand.
+    let source = filter.page_source(paging);
+    qb.push(if source == JobSource::Meta {
+        "m.job_id"
+    } else {
+        "j.id"
+    });
+    let (col, id) = job_from(&mut qb, filter, source, paging);
+    keyset(&mut qb, paging, &col, id, Some(NULL_KEY));
+    // The sort key never is null (see job_sort_key): plain directions match its index.
+    qb.push(format!(" ORDER BY {col} {id_dir}, {id} {id_dir} LIMIT "))
+        .push_bind(paging.size as i64)
+        .push(" OFFSET ")
+        .push_bind(i64::try_from(paging.offset()).unwrap_or(i64::MAX));
+    qb.push(format!(
+        ") ORDER BY {} {dir}, id {id_dir}",
+        sort_column(paging.sort)
+    ));
     let rows = qb.build().fetch_all(&mut *c).await?;
     let items = rows
         .iter()
@@ -254,7 +371,7 @@ pub(crate) async fn list_jobs(
         .collect::<Result<_, _>>()?;
     Ok(Page {
         items,
-        total_items: total as u64,
+        total_items: total,
     })
 }
 

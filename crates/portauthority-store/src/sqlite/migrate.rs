@@ -5,11 +5,18 @@ use crate::StoreError;
 use rusqlite::Connection;
 
 /// `(version, name, sql)`, in order. Never edit an applied migration; add a new one.
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "init",
-    include_str!("../../migrations/sqlite/0001_init.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "init",
+        include_str!("../../migrations/sqlite/0001_init.sql"),
+    ),
+    (
+        2,
+        "list_performance",
+        include_str!("../../migrations/sqlite/0002_list_performance.sql"),
+    ),
+];
 
 /// Applies what is pending and returns the schema version. Runs in one immediate
 /// transaction, so concurrent runs serialize and the second finds nothing to do.

@@ -341,10 +341,12 @@ pub(crate) fn create_job(c: &Connection, new: NewJob) -> Result<Created<Job>, St
     ])
     .map_err(internal)?;
     for (key, value) in new.meta.index_entries() {
-        c.prepare_cached("INSERT OR IGNORE INTO job_meta (key, value, job_id) VALUES (?1, ?2, ?3)")
-            .map_err(internal)?
-            .execute(params![key, value, new.id.as_bytes()])
-            .map_err(internal)?;
+        c.prepare_cached(
+            "INSERT OR IGNORE INTO job_meta (key, value, start_time, job_id) VALUES (?1, ?2, ?3, ?4)",
+        )
+        .map_err(internal)?
+        .execute(params![key, value, start.as_millis(), new.id.as_bytes()])
+        .map_err(internal)?;
     }
     append_event(
         c,
