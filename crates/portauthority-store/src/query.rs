@@ -257,10 +257,11 @@ pub(crate) fn keyset_condition_on(
         if asc { ">" } else { "<" },
         paging.sort == SortField::EndTime,
     );
-    if let Some(null_key) = null_key {
+    if let Some(null_key) = null_key.filter(|_| nullable) {
         // The leading `col >= v` (or `<=`) is implied by the row comparison; SQLite only
         // turns a comparison of a plain column into an index range, not one of an indexed
-        // expression, so it is spelled out.
+        // expression, so it is spelled out. (Not for plain columns: there SQLite would take
+        // the one-column range and scan every tie of `v`.)
         let mut v = || value.clone().map_or_else(|| null_key.to_owned(), &mut bind);
         let (v1, v2) = (v(), v());
         let id = bind(Bind::Id(cursor.id));
