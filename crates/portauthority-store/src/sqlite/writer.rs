@@ -300,14 +300,15 @@ fn partition_tasks(
 pub(crate) fn create_job(c: &Connection, new: NewJob) -> Result<Created<Job>, StoreError> {
     let now = Timestamp::now();
     if let Some(existing) = rows::job(c, new.id)? {
-        let same = new.matches(&existing.job)
-            && new.tasks.iter().all(|t| {
-                t.id_supplied
-                    && rows::task(c, t.id)
-                        .ok()
-                        .flatten()
-                        .is_some_and(|stored| t.matches(new.id, &stored))
-            });
+        // A read error must surface as itself, not as "different content" (409).
+        let mut same = new.matches(&existing.job);
+        for t in &new.tasks {
+            if !same {
+                break;
+            }
+            same = t.id_supplied
+                && rows::task(c, t.id)?.is_some_and(|stored| t.matches(new.id, &stored));
+        }
         if same {
             return Ok(Created {
                 value: existing.job,
