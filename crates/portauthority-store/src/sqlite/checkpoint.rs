@@ -2,9 +2,10 @@
 //!
 //! SQLite's automatic checkpoint runs inside the committing transaction, so the one writer
 //! would stop writing while it copies pages into the database file and fsyncs it. Instead
-//! the writer's connection has automatic checkpoints off, and this thread, with its own
-//! connection, runs passive checkpoints every few milliseconds. A passive checkpoint never
-//! blocks the writer or readers; once the WAL is fully copied, the writer starts it over.
+//! this thread, with its own connection, runs passive checkpoints every few milliseconds: a
+//! passive checkpoint never blocks the writer or readers. The writer's own automatic
+//! checkpoint runs only every `WAL_RESTART_PAGES` pages, finds most pages already copied,
+//! and lets the WAL start over.
 
 use super::{Options, open_connection};
 use std::sync::mpsc;
