@@ -207,33 +207,54 @@ fn append_event(
     Ok(seq)
 }
 
+/// Writes a job's state as it is `after` a change to the state stored `before` it.
+///
+/// SQLite rewrites the index entries of every column an UPDATE sets, whether or not its
+/// value changed, so status and end time (four indexes between them, and the count
+/// trigger) are set only when they changed. Most task changes move only the counters.
 fn save_job_state(
     c: &Connection,
     id: JobId,
-    s: &JobState,
+    before: &JobState,
+    after: &JobState,
     now: Timestamp,
 ) -> Result<(), StoreError> {
-    c.prepare_cached(
-        "UPDATE jobs SET status = ?2, status_explicit = ?3, end_time = ?4, tasks_total = ?5, \
-         tasks_pending = ?6, tasks_in_progress = ?7, tasks_failed = ?8, tasks_completed = ?9, \
-         tasks_cancelled = ?10, updated_at = ?11 WHERE id = ?1",
-    )
-    .map_err(internal)?
-    .execute(params![
+    let counters = &after.counters;
+    let unchanged_status = before.status == after.status
+        && before.explicit == after.explicit
+        && before.end_time == after.end_time;
+    let mut stmt = c
+        .prepare_cached(if unchanged_status {
+            "UPDATE jobs SET tasks_total = ?2, tasks_pending = ?3, tasks_in_progress = ?4, \
+             tasks_failed = ?5, tasks_completed = ?6, tasks_cancelled = ?7, updated_at = ?8 \
+             WHERE id = ?1"
+        } else {
+            "UPDATE jobs SET tasks_total = ?2, tasks_pending = ?3, tasks_in_progress = ?4, \
+             tasks_failed = ?5, tasks_completed = ?6, tasks_cancelled = ?7, updated_at = ?8, \
+             status = ?9, status_explicit = ?10, end_time = ?11 WHERE id = ?1"
+        })
+        .map_err(internal)?;
+    let shared = params![
         id.as_bytes(),
-        s.status.code(),
-        s.explicit,
-        s.end_time.map(Timestamp::as_millis),
-        s.counters.total,
-        s.counters.pending,
-        s.counters.in_progress,
-        s.counters.failed,
-        s.counters.completed,
-        s.counters.cancelled,
+        counters.total,
+        counters.pending,
+        counters.in_progress,
+        counters.failed,
+        counters.completed,
+        counters.cancelled,
         now.as_millis(),
-    ])
-    .map_err(internal)?;
-    Ok(())
+    ];
+    let result = if unchanged_status {
+        stmt.execute(shared)
+    } else {
+        let status = [
+            &after.status.code() as &dyn rusqlite::ToSql,
+            &after.explicit,
+            &after.end_time.map(Timestamp::as_millis),
+        ];
+        stmt.execute(&*[shared, &status[..]].concat())
+    };
+    result.map(drop).map_err(internal)
 }
 
 fn load_job(c: &Connection, id: JobId) -> Result<JobRow, StoreError> {
@@ -389,7 +410,7 @@ pub(crate) fn add_tasks(
     if fresh == 0 {
         return Ok(parts.into_iter().filter_map(Result::ok).collect());
     }
-    let (state, job_event) = machine::add_tasks(&state, fresh, now)?;
+    let (after, job_event) = machine::add_tasks(&state, fresh, now)?;
     let mut out = Vec::with_capacity(parts.len());
     for p in parts {
         out.push(match p {
@@ -397,7 +418,7 @@ pub(crate) fn add_tasks(
             Err(t) => insert_task(c, job_id, &t, now)?,
         });
     }
-    save_job_state(c, job_id, &state, now)?;
+    save_job_state(c, job_id, &state, &after, now)?;
     if let Some(e) = job_event {
         append_event(c, job_id, None, &e, None, now)?;
     }
@@ -427,7 +448,7 @@ pub(crate) fn update_tasks(
     }
     for (id, (stored, current)) in &jobs {
         if stored != current {
-            save_job_state(c, *id, current, now)?;
+            save_job_state(c, *id, stored, current, now)?;
         }
     }
     Ok(results)
@@ -453,10 +474,17 @@ fn update_task(
     let Some(task_event) = out.task_event else {
         return Ok(task);
     };
-    c.prepare_cached(
+    // As for jobs (save_job_state): setting `status` rewrites the task's entry in the
+    // (job, status) index, so a change that keeps the status (progress, a heartbeat) does
+    // not set it; `?2` then only restates the status the row already has.
+    c.prepare_cached(if task.status == out.task.status {
+        "UPDATE tasks SET attempt = ?3, end_time = ?4, progress_current = ?5, \
+         progress_total = ?6, error = ?7, heartbeat_at = ?8, updated_at = ?8 \
+         WHERE id = ?1 AND status = ?2"
+    } else {
         "UPDATE tasks SET status = ?2, attempt = ?3, end_time = ?4, progress_current = ?5, \
-         progress_total = ?6, error = ?7, heartbeat_at = ?8, updated_at = ?8 WHERE id = ?1",
-    )
+         progress_total = ?6, error = ?7, heartbeat_at = ?8, updated_at = ?8 WHERE id = ?1"
+    })
     .map_err(internal)?
     .execute(params![
         u.task_id.as_bytes(),
@@ -486,7 +514,8 @@ pub(crate) fn set_job_status(
 ) -> Result<Job, StoreError> {
     let now = Timestamp::now();
     let mut row = load_job(c, id)?;
-    let out = machine::set_job_status(&row.state(), to, reason.clone(), now)?;
+    let before = row.state();
+    let out = machine::set_job_status(&before, to, reason.clone(), now)?;
     let Some(job_event) = out.job_event else {
         return Ok(row.job);
     };
@@ -526,7 +555,7 @@ pub(crate) fn set_job_status(
             append_event(c, id, Some(task_id), &e, None, now)?;
         }
     }
-    save_job_state(c, id, &out.job, now)?;
+    save_job_state(c, id, &before, &out.job, now)?;
     append_event(c, id, None, &job_event, None, now)?;
     row.apply(&out.job, now);
     Ok(row.job)
