@@ -52,15 +52,6 @@ pub(crate) fn apply_task_state(t: &mut Task, s: &TaskState, now: Timestamp) {
     t.updated_at = now;
 }
 
-/// The job-id order in which a batch of task updates is applied, so that concurrent
-/// batches lock jobs in the same order and cannot deadlock. Results still go back in
-/// request order.
-pub(crate) fn lock_order<T>(items: &[T], job_of: impl Fn(&T) -> [u8; 16]) -> Vec<usize> {
-    let mut order: Vec<usize> = (0..items.len()).collect();
-    order.sort_by_key(|&i| job_of(&items[i]));
-    order
-}
-
 /// Where a task to add stands against the task already stored under its id, if any: new
 /// (`Err(task)`, to insert), an idempotent repeat (`Ok(stored)`), or a conflict.
 pub(crate) fn classify_task(

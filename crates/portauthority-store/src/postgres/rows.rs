@@ -132,6 +132,49 @@ pub(crate) async fn job(
         .transpose()
 }
 
+/// Loads and locks several jobs in one statement, in id order (the order every writer
+/// takes job locks in, so two batches never wait on each other in a cycle).
+pub(crate) async fn jobs_locked(
+    c: &mut PgConnection,
+    ids: &[uuid::Uuid],
+) -> Result<Vec<JobRow>, sqlx::Error> {
+    // One row: the plain statement, planned once (see postgres::SCALAR_ROWS).
+    if let [id] = ids {
+        return Ok(job(c, JobId::from_uuid(*id), true)
+            .await?
+            .into_iter()
+            .collect());
+    }
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {JOB_COLUMNS} FROM jobs WHERE id = ANY($1) ORDER BY id FOR UPDATE"
+    )))
+    .bind(ids)
+    .fetch_all(c)
+    .await?
+    .iter()
+    .map(job_from_row)
+    .collect()
+}
+
+/// Loads several tasks in one statement.
+pub(crate) async fn tasks(
+    c: &mut PgConnection,
+    ids: &[uuid::Uuid],
+) -> Result<Vec<Task>, sqlx::Error> {
+    if let [id] = ids {
+        return Ok(task(c, TaskId::from_uuid(*id)).await?.into_iter().collect());
+    }
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {TASK_COLUMNS} FROM tasks WHERE id = ANY($1)"
+    )))
+    .bind(ids)
+    .fetch_all(c)
+    .await?
+    .iter()
+    .map(task_from_row)
+    .collect()
+}
+
 pub(crate) async fn task(c: &mut PgConnection, id: TaskId) -> Result<Option<Task>, sqlx::Error> {
     sqlx::query(sqlx::AssertSqlSafe(format!(
         "SELECT {TASK_COLUMNS} FROM tasks WHERE id = $1"
