@@ -114,11 +114,32 @@ fn spawn_count_folding(pool: PgPool, alive: std::sync::Weak<()>) {
             if alive.strong_count() == 0 || pool.is_closed() {
                 return;
             }
-            if let Err(e) = fold_counts(&pool).await {
-                tracing::debug!(error = %e, "folding job count deltas failed; retrying later");
+            match fold_counts(&pool).await {
+                Ok(0) => {}
+                Ok(_) => vacuum_counts(&pool).await,
+                Err(e) => {
+                    tracing::debug!(error = %e, "folding job count deltas failed; retrying later")
+                }
             }
         }
     });
+}
+
+/// Vacuums the count tables after a fold. Every list with a count reads the delta tables
+/// whole, and a fold leaves the rows it moved behind as dead tuples, which autovacuum would
+/// reclaim only after its next nap (a minute by default): under steady writes a list then
+/// scanned hundreds of dead pages (about 1 ms of its 2). `SKIP_LOCKED`: when another
+/// server is vacuuming them, this one skips its turn.
+async fn vacuum_counts(pool: &PgPool) {
+    if let Err(e) = sqlx::query(
+        "VACUUM (SKIP_LOCKED) job_count_deltas, job_meta_count_deltas, job_counts, \
+         job_meta_counts",
+    )
+    .execute(pool)
+    .await
+    {
+        tracing::debug!(error = %e, "vacuuming the job count tables failed");
+    }
 }
 
 /// Moves the committed deltas into `job_counts` and `job_meta_counts` (rows in key order: concurrent folds queue,
