@@ -129,11 +129,13 @@ fn spawn_count_folding(pool: PgPool, alive: std::sync::Weak<()>) {
 /// whole, and a fold leaves the rows it moved behind as dead tuples, which autovacuum would
 /// reclaim only after its next nap (a minute by default): under steady writes a list then
 /// scanned hundreds of dead pages (about 1 ms of its 2). `SKIP_LOCKED`: when another
-/// server is vacuuming them, this one skips its turn.
+/// server is vacuuming them, this one skips its turn. `TRUNCATE false`: giving the empty
+/// tail pages back needs an exclusive lock that the writers' inserts keep it waiting for
+/// (seconds, under load); the next inserts reuse those pages anyway.
 async fn vacuum_counts(pool: &PgPool) {
     if let Err(e) = sqlx::query(
-        "VACUUM (SKIP_LOCKED) job_count_deltas, job_meta_count_deltas, job_counts, \
-         job_meta_counts",
+        "VACUUM (SKIP_LOCKED, TRUNCATE false) job_count_deltas, job_meta_count_deltas, \
+         job_counts, job_meta_counts",
     )
     .execute(pool)
     .await
