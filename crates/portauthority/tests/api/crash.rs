@@ -3,6 +3,7 @@
 //! nothing half-written.
 
 use crate::helpers::Server;
+use crate::workload::Rng;
 use futures::StreamExt;
 use portauthority_client::{Client, Error};
 use portauthority_core::api::{CreateJobRequest, CreateTaskRequest, EventKind};
@@ -19,28 +20,6 @@ const KILL_AFTER: Duration = Duration::from_secs(2);
 const MAX_WRITES: usize = 5_000;
 /// The whole test must end within this.
 const TEST_LIMIT: Duration = Duration::from_secs(180);
-
-/// A small deterministic generator (xorshift64), one per client.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Rng {
-        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x % n
-    }
-
-    fn chance(&mut self, percent: u64) -> bool {
-        self.below(100) < percent
-    }
-}
 
 #[derive(Debug)]
 struct TaskRecord {

@@ -11,3 +11,5 @@ mod lists;
 mod rollup;
 mod seed;
 mod shutdown;
+#[path = "../common/workload.rs"]
+mod workload;

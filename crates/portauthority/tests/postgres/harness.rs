@@ -165,29 +165,4 @@ impl Drop for Server {
     }
 }
 
-/// A small deterministic generator (xorshift64), one per client.
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Rng {
-        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-
-    pub fn below(&mut self, n: u64) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x % n
-    }
-
-    pub fn chance(&mut self, percent: u64) -> bool {
-        self.below(100) < percent
-    }
-}
-
-/// The first `n` lines of a list of messages, for assertion output.
-pub fn first(messages: &[String], n: usize) -> String {
-    messages[..messages.len().min(n)].join("\n")
-}
+pub use crate::workload::{Rng, first};

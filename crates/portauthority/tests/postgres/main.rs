@@ -8,3 +8,5 @@
 mod harness;
 mod restart;
 mod scale_out;
+#[path = "../common/workload.rs"]
+mod workload;
