@@ -750,6 +750,7 @@ async fn write_tasks<'a>(
     now: Timestamp,
 ) -> TxResult<()> {
     let tasks: Vec<&Task> = tasks.collect();
+    // Also the empty case: nothing to write.
     if tasks.len() <= SCALAR_ROWS {
         for t in tasks {
             sqlx::query(
@@ -779,9 +780,6 @@ async fn write_tasks<'a>(
         current.push(t.progress.map(|p| p.current as i64));
         total.push(t.progress.and_then(|p| p.total).map(|t| t as i64));
         error.push(t.error.clone());
-    }
-    if id.is_empty() {
-        return Ok(());
     }
     sqlx::query(
         "UPDATE tasks t SET status = v.status, attempt = v.attempt, end_time = v.end_time,
@@ -837,9 +835,6 @@ async fn write_jobs<'a>(
         for (col, v) in counts.iter_mut().zip(values) {
             col.push(v);
         }
-    }
-    if id.is_empty() {
-        return Ok(());
     }
     let [total, pending, in_progress, failed, completed, cancelled] = counts;
     sqlx::query(

@@ -476,27 +476,35 @@ fn update_task(
     };
     // As for jobs (save_job_state): setting `status` rewrites the task's entry in the
     // (job, status) index, so a change that keeps the status (progress, a heartbeat) does
-    // not set it; `?2` then only restates the status the row already has.
-    c.prepare_cached(if task.status == out.task.status {
-        "UPDATE tasks SET attempt = ?3, end_time = ?4, progress_current = ?5, \
+    // not set it; `?2` then only restates the status the row already has (read just above,
+    // in this transaction). Exactly one row must change either way.
+    let changed = c
+        .prepare_cached(if task.status == out.task.status {
+            "UPDATE tasks SET attempt = ?3, end_time = ?4, progress_current = ?5, \
          progress_total = ?6, error = ?7, heartbeat_at = ?8, updated_at = ?8 \
          WHERE id = ?1 AND status = ?2"
-    } else {
-        "UPDATE tasks SET status = ?2, attempt = ?3, end_time = ?4, progress_current = ?5, \
+        } else {
+            "UPDATE tasks SET status = ?2, attempt = ?3, end_time = ?4, progress_current = ?5, \
          progress_total = ?6, error = ?7, heartbeat_at = ?8, updated_at = ?8 WHERE id = ?1"
-    })
-    .map_err(internal)?
-    .execute(params![
-        u.task_id.as_bytes(),
-        out.task.status.code(),
-        out.task.attempt,
-        out.task.end_time.map(Timestamp::as_millis),
-        out.task.progress.map(|p| p.current as i64),
-        out.task.progress.and_then(|p| p.total).map(|t| t as i64),
-        out.task.error,
-        now.as_millis(),
-    ])
-    .map_err(internal)?;
+        })
+        .map_err(internal)?
+        .execute(params![
+            u.task_id.as_bytes(),
+            out.task.status.code(),
+            out.task.attempt,
+            out.task.end_time.map(Timestamp::as_millis),
+            out.task.progress.map(|p| p.current as i64),
+            out.task.progress.and_then(|p| p.total).map(|t| t as i64),
+            out.task.error,
+            now.as_millis(),
+        ])
+        .map_err(internal)?;
+    if changed != 1 {
+        return Err(StoreError::Internal(format!(
+            "updating task {} changed {changed} rows",
+            u.task_id
+        )));
+    }
     append_event(c, u.job_id, Some(u.task_id), &task_event, None, now)?;
     job.1 = out.job;
     if let Some(e) = &out.job_event {
