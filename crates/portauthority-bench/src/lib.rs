@@ -187,6 +187,49 @@ impl<T: Clone> Queue<T> {
     }
 }
 
+/// What each worker of a lifecycle phase holds between the two requests for an item: the
+/// first sets it in_progress, the second finishes it; then the worker takes the next.
+struct InHand<T> {
+    /// Per worker: the item in hand, and how many items it has finished.
+    held: std::sync::Mutex<Vec<(Option<T>, usize)>>,
+}
+
+impl<T: Clone> InHand<T> {
+    fn new(workers: usize) -> InHand<T> {
+        InHand {
+            held: std::sync::Mutex::new(vec![(None, 0); workers]),
+        }
+    }
+
+    /// The item worker `w` sends next (taken with `take` when it holds none), and, when this
+    /// request finishes it, the worker's count of finished items including this one.
+    fn next(&self, w: usize, take: impl FnOnce() -> Option<T>) -> Option<(T, Option<usize>)> {
+        let mut held = self.held.lock().unwrap();
+        let (slot, finished) = &mut held[w];
+        match slot.take() {
+            Some(item) => {
+                *finished += 1;
+                Some((item, Some(*finished)))
+            }
+            None => {
+                let item = take()?;
+                *slot = Some(item.clone());
+                Some((item, None))
+            }
+        }
+    }
+}
+
+/// The status a lifecycle request sets: in_progress first; then completed, or failed for
+/// one finished item in ten (`finished` numbers them).
+fn end_status(finished: Option<usize>) -> Status {
+    match finished {
+        None => Status::InProgress,
+        Some(n) if n % 10 == 0 => Status::Failed,
+        Some(_) => Status::Completed,
+    }
+}
+
 /// Runs the selected phases against the server at `client` and prints a table.
 pub async fn run(client: Client, args: &BenchArgs) -> anyhow::Result<Vec<PhaseResult>> {
     let phases: Vec<&str> = args.phases.split(',').map(str::trim).collect();
@@ -270,32 +313,18 @@ pub async fn run(client: Client, args: &BenchArgs) -> anyhow::Result<Vec<PhaseRe
             }
             "lifecycle" => {
                 // One request per status change: each worker takes a task, sets it
-                // in_progress, then completed (every tenth fails), then takes the next.
+                // in_progress, then completed (one in ten failed), then takes the next.
                 let queue = Queue::new(std::mem::take(&mut *tasks.lock().unwrap()));
-                let current = Arc::new(std::sync::Mutex::new(vec![None::<(JobId, TaskId)>; c]));
+                let hand = InHand::new(c);
                 let client = client.clone();
                 drive(
                     phase,
                     c,
                     dur,
-                    Arc::new(move |w, i| {
+                    Arc::new(move |w, _| {
                         let client = client.clone();
-                        let held = current.lock().unwrap()[w].take();
-                        let (job, task, status) = match held {
-                            Some((job, task)) => {
-                                let end = if i % 20 == 19 {
-                                    Status::Failed
-                                } else {
-                                    Status::Completed
-                                };
-                                (job, task, end)
-                            }
-                            None => {
-                                let (job, task) = queue.take(1)?.pop()?;
-                                current.lock().unwrap()[w] = Some((job, task));
-                                (job, task, Status::InProgress)
-                            }
-                        };
+                        let ((job, task), finished) = hand.next(w, || queue.take(1)?.pop())?;
+                        let status = end_status(finished);
                         Some(Box::pin(async move {
                             client.set_task(job, task, status).await.map_err(err)?;
                             Ok(1)
@@ -318,9 +347,10 @@ pub async fn run(client: Client, args: &BenchArgs) -> anyhow::Result<Vec<PhaseRe
                     }
                 }
                 // One request per batch: a worker takes `batch` tasks, sets them all
-                // in_progress in one request, then completed in the next.
+                // in_progress in one request, then finishes them in the next (one in ten
+                // failed).
                 let queue = Queue::new(std::mem::take(&mut *tasks.lock().unwrap()));
-                let held = Arc::new(std::sync::Mutex::new(vec![None::<Vec<(JobId, TaskId)>>; c]));
+                let hand = InHand::new(c);
                 let client = client.clone();
                 drive(
                     phase,
@@ -328,17 +358,15 @@ pub async fn run(client: Client, args: &BenchArgs) -> anyhow::Result<Vec<PhaseRe
                     dur,
                     Arc::new(move |w, _| {
                         let client = client.clone();
-                        let mine = held.lock().unwrap()[w].take();
-                        let (chunk, status) = match mine {
-                            Some(chunk) => (chunk, Status::Completed),
-                            None => {
-                                let chunk = queue.take(batch)?;
-                                held.lock().unwrap()[w] = Some(chunk.clone());
-                                (chunk, Status::InProgress)
-                            }
-                        };
+                        let (chunk, finished) = hand.next(w, || queue.take(batch))?;
+                        // Items of the n-th finished chunk are numbered from (n-1)*len + 1.
+                        let first = finished.map(|n| (n - 1) * chunk.len() + 1);
                         Some(Box::pin(async move {
-                            let items = chunk.iter().map(|(j, t)| item(*j, *t, status)).collect();
+                            let items = chunk
+                                .iter()
+                                .enumerate()
+                                .map(|(k, (j, t))| item(*j, *t, end_status(first.map(|f| f + k))))
+                                .collect();
                             let res = client.update_tasks(items).await.map_err(err)?;
                             if let Some(bad) = res.results.iter().find(|r| r.status != 200) {
                                 return Err(format!("item failed with {}", bad.status));
