@@ -1,8 +1,10 @@
 //! What every implementation needs between its rows and the state machine.
 
-use crate::StoreError;
+use crate::{StoreError, TaskUpdate};
 use portauthority_core::api::{Job, NewTask, Task};
-use portauthority_core::{JobId, JobState, Status, TaskState, Timestamp};
+use portauthority_core::machine::{self, EventDraft};
+use portauthority_core::{JobId, JobState, Status, TaskId, TaskState, Timestamp};
+use std::collections::HashMap;
 
 /// A job row with the field the API does not show.
 pub(crate) struct JobRow {
@@ -92,4 +94,65 @@ pub(crate) fn added_task(job_id: JobId, t: &NewTask, now: Timestamp) -> Result<T
         created_at: now,
         updated_at: now,
     })
+}
+
+/// What a batch of task updates does, worked out before any of it is written.
+pub(crate) struct AppliedUpdates {
+    /// One per update, in request order.
+    pub results: Vec<Result<Task, StoreError>>,
+    /// The tasks that changed, in the order of their first change; their new state is in
+    /// the `tasks` map given to `apply_task_updates`.
+    pub changed: Vec<TaskId>,
+    /// The history events to append, in order.
+    pub events: Vec<(JobId, Option<TaskId>, EventDraft)>,
+}
+
+/// Applies a batch of task updates to the jobs and tasks it names, as read in its
+/// transaction: `jobs` maps a job id to (state as stored, state after the changes so far),
+/// `tasks` holds the tasks found; both are updated in place. Items apply in request order,
+/// each seeing the changes of the items before it. A refused item (not found, a rule)
+/// changes nothing and gets its own error. Every store writes the result: the changed
+/// tasks, the events, and each job whose two states differ.
+pub(crate) fn apply_task_updates(
+    jobs: &mut HashMap<JobId, (JobState, JobState)>,
+    tasks: &mut HashMap<TaskId, Task>,
+    updates: &[TaskUpdate],
+    now: Timestamp,
+) -> AppliedUpdates {
+    let mut applied = AppliedUpdates {
+        results: Vec::with_capacity(updates.len()),
+        changed: Vec::new(),
+        events: Vec::new(),
+    };
+    for u in updates {
+        let (Some(job), Some(task)) = (
+            jobs.get_mut(&u.job_id),
+            tasks.get_mut(&u.task_id).filter(|t| t.job_id == u.job_id),
+        ) else {
+            applied
+                .results
+                .push(Err(StoreError::task_not_found(u.job_id, u.task_id)));
+            continue;
+        };
+        let out = match machine::change_task(&job.1, &task_state(task), &u.change, now) {
+            Ok(out) => out,
+            Err(refusal) => {
+                applied.results.push(Err(refusal.into()));
+                continue;
+            }
+        };
+        if let Some(e) = out.task_event {
+            applied.events.push((u.job_id, Some(u.task_id), e));
+            if let Some(e) = out.job_event {
+                applied.events.push((u.job_id, None, e));
+            }
+            job.1 = out.job;
+            apply_task_state(task, &out.task, now);
+            if !applied.changed.contains(&u.task_id) {
+                applied.changed.push(u.task_id);
+            }
+        }
+        applied.results.push(Ok(task.clone()));
+    }
+    applied
 }

@@ -10,7 +10,7 @@
 mod rows;
 
 use crate::query::{HistoryScope, JobFilter, Page, Paging, TaskFilter};
-use crate::state::{JobRow, added_task, apply_task_state, classify_task, task_state};
+use crate::state::{JobRow, added_task, apply_task_updates, classify_task};
 use crate::{Created, NewNote, Store, StoreError, TaskUpdate};
 use async_trait::async_trait;
 use portauthority_core::api::{EventKind, HistoryEvent, Job, NewJob, NewTask, Task};
@@ -693,39 +693,9 @@ async fn update_tasks(
         .into_iter()
         .map(|t| (t.id, t))
         .collect();
-    let mut changed: Vec<TaskId> = Vec::new();
-    let mut events = Events::default();
-    let mut results = Vec::with_capacity(updates.len());
-    for u in updates {
-        let (Some(job), Some(task)) = (
-            jobs.get_mut(&u.job_id),
-            tasks.get_mut(&u.task_id).filter(|t| t.job_id == u.job_id),
-        ) else {
-            results.push(Err(StoreError::task_not_found(u.job_id, u.task_id)));
-            continue;
-        };
-        let out = match machine::change_task(&job.1, &task_state(task), &u.change, now) {
-            Ok(out) => out,
-            Err(refusal) => {
-                results.push(Err(refusal.into()));
-                continue;
-            }
-        };
-        if let Some(e) = out.task_event {
-            events.push(u.job_id, Some(u.task_id), e);
-            if let Some(e) = out.job_event {
-                events.push(u.job_id, None, e);
-            }
-            job.1 = out.job;
-            apply_task_state(task, &out.task, now);
-            if !changed.contains(&u.task_id) {
-                changed.push(u.task_id);
-            }
-        }
-        results.push(Ok(task.clone()));
-    }
-    write_tasks(c, changed.iter().map(|id| &tasks[id]), now).await?;
-    events.insert(c, now).await?;
+    let applied = apply_task_updates(&mut jobs, &mut tasks, updates, now);
+    write_tasks(c, applied.changed.iter().map(|id| &tasks[id]), now).await?;
+    insert_events(c, applied.events, now).await?;
     write_jobs(
         c,
         jobs.iter()
@@ -734,7 +704,7 @@ async fn update_tasks(
         now,
     )
     .await?;
-    Ok(results)
+    Ok(applied.results)
 }
 
 /// Up to this many rows are written with one plain statement each; more with one statement
@@ -864,40 +834,34 @@ async fn write_jobs<'a>(
     Ok(())
 }
 
-/// History events to append together, in order, with their outbox rows.
-#[derive(Default)]
-struct Events(Vec<(JobId, Option<TaskId>, EventDraft)>);
-
-impl Events {
-    fn push(&mut self, job_id: JobId, task_id: Option<TaskId>, e: EventDraft) {
-        self.0.push((job_id, task_id, e));
+/// Appends history events in order, with the outbox rows of the published kinds.
+async fn insert_events(
+    c: &mut PgConnection,
+    events: Vec<(JobId, Option<TaskId>, EventDraft)>,
+    now: Timestamp,
+) -> TxResult<()> {
+    if events.len() <= SCALAR_ROWS {
+        for (job_id, task_id, e) in &events {
+            append_event(c, *job_id, *task_id, e, None, now).await?;
+        }
+        return Ok(());
     }
-
-    /// The events get their `seq` in the order they were pushed, and the published kinds
-    /// their outbox row.
-    async fn insert(self, c: &mut PgConnection, now: Timestamp) -> TxResult<()> {
-        if self.0.len() <= SCALAR_ROWS {
-            for (job_id, task_id, e) in &self.0 {
-                append_event(c, *job_id, *task_id, e, None, now).await?;
-            }
-            return Ok(());
-        }
-        let mut job_id = Vec::with_capacity(self.0.len());
-        let (mut task_id, mut kind, mut from, mut to) = (vec![], vec![], vec![], vec![]);
-        let (mut reason, mut message, mut current, mut total) = (vec![], vec![], vec![], vec![]);
-        for (j, t, e) in self.0 {
-            job_id.push(*j.as_uuid());
-            task_id.push(t.map(|t| *t.as_uuid()));
-            kind.push(e.kind.as_str());
-            from.push(e.from.map(Status::code));
-            to.push(e.to.map(Status::code));
-            reason.push(e.reason);
-            message.push(e.message);
-            current.push(e.progress.map(|p| p.current as i64));
-            total.push(e.progress.and_then(|p| p.total).map(|t| t as i64));
-        }
-        sqlx::query(
-            "WITH h AS (
+    let mut job_id = Vec::with_capacity(events.len());
+    let (mut task_id, mut kind, mut from, mut to) = (vec![], vec![], vec![], vec![]);
+    let (mut reason, mut message, mut current, mut total) = (vec![], vec![], vec![], vec![]);
+    for (j, t, e) in events {
+        job_id.push(*j.as_uuid());
+        task_id.push(t.map(|t| *t.as_uuid()));
+        kind.push(e.kind.as_str());
+        from.push(e.from.map(Status::code));
+        to.push(e.to.map(Status::code));
+        reason.push(e.reason);
+        message.push(e.message);
+        current.push(e.progress.map(|p| p.current as i64));
+        total.push(e.progress.and_then(|p| p.total).map(|t| t as i64));
+    }
+    sqlx::query(
+        "WITH h AS (
                  INSERT INTO history (job_id, task_id, kind, time, from_status, to_status,
                                       reason, message, progress_current, progress_total)
                  SELECT job_id, task_id, kind, $10, from_status, to_status, reason, message,
@@ -910,22 +874,21 @@ impl Events {
                  RETURNING seq, kind
              )
              INSERT INTO outbox (seq) SELECT seq FROM h WHERE kind = ANY($11)",
-        )
-        .bind(job_id)
-        .bind(task_id)
-        .bind(kind)
-        .bind(from)
-        .bind(to)
-        .bind(reason)
-        .bind(message)
-        .bind(current)
-        .bind(total)
-        .bind(ts(now))
-        .bind(PUBLISHED.map(EventKind::as_str).to_vec())
-        .execute(&mut *c)
-        .await?;
-        Ok(())
-    }
+    )
+    .bind(job_id)
+    .bind(task_id)
+    .bind(kind)
+    .bind(from)
+    .bind(to)
+    .bind(reason)
+    .bind(message)
+    .bind(current)
+    .bind(total)
+    .bind(ts(now))
+    .bind(PUBLISHED.map(EventKind::as_str).to_vec())
+    .execute(&mut *c)
+    .await?;
+    Ok(())
 }
 
 async fn set_job_status(

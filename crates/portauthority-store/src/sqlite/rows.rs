@@ -22,7 +22,7 @@ pub(crate) const TASK_COLUMNS: &str = "id, job_id, type, namespace, status, atte
 const HISTORY_COLUMNS: &str = "seq, job_id, task_id, kind, time, from_status, to_status, reason, \
     message, data, progress_current, progress_total";
 
-pub(crate) use crate::state::{JobRow, task_state};
+pub(crate) use crate::state::JobRow;
 
 fn bad_row(what: &str) -> rusqlite::Error {
     rusqlite::Error::InvalidColumnType(0, what.to_owned(), rusqlite::types::Type::Null)

@@ -1,8 +1,8 @@
 //! The single writer: group commit, and the write operations it runs.
 
 use super::internal;
-use super::rows::{self, JobRow, task_state};
-use crate::state::{added_task, classify_task};
+use super::rows::{self, JobRow};
+use crate::state::{added_task, apply_task_updates, classify_task};
 use crate::{Created, NewNote, StoreError, TaskUpdate};
 use portauthority_core::api::{EventKind, HistoryEvent, Job, NewJob, NewTask, Task};
 use portauthority_core::machine::{self, EventDraft, JobState};
@@ -425,93 +425,81 @@ pub(crate) fn add_tasks(
     Ok(out)
 }
 
-/// Applies a batch of task updates. Each job's state is read once and written once for
-/// the whole batch. A refused item (not found, conflict) writes nothing and gets its own
-/// error; a database error fails the whole batch, which the caller's savepoint undoes.
+/// Applies a batch of task updates: reads the jobs and tasks it names, applies the rules
+/// (`state::apply_task_updates`, shared with PostgreSQL), then writes the changed tasks, the
+/// events and each changed job once. A refused item (not found, a rule) writes nothing and
+/// gets its own error; a database error fails the whole batch, which the caller's savepoint
+/// undoes.
 pub(crate) fn update_tasks(
     c: &Connection,
     updates: Vec<TaskUpdate>,
 ) -> Result<Vec<Result<Task, StoreError>>, StoreError> {
     let now = Timestamp::now();
-    // job id → (state as stored, state after this batch's changes so far)
     let mut jobs: HashMap<JobId, (JobState, JobState)> = HashMap::new();
-    let mut results = Vec::with_capacity(updates.len());
-    for u in updates {
-        match update_task(c, &mut jobs, u, now) {
-            Err(
-                e @ (StoreError::Internal(_) | StoreError::Unavailable(_) | StoreError::Config(_)),
-            ) => {
-                return Err(e);
-            }
-            other => results.push(other),
+    let mut tasks: HashMap<TaskId, Task> = HashMap::new();
+    for u in &updates {
+        if let Entry::Vacant(e) = jobs.entry(u.job_id)
+            && let Some(state) = rows::job_state(c, u.job_id)?
+        {
+            e.insert((state.clone(), state));
         }
+        if let Entry::Vacant(e) = tasks.entry(u.task_id)
+            && let Some(task) = rows::task(c, u.task_id)?
+        {
+            e.insert(task);
+        }
+    }
+    let stored_status: HashMap<TaskId, Status> =
+        tasks.iter().map(|(id, t)| (*id, t.status)).collect();
+    let applied = apply_task_updates(&mut jobs, &mut tasks, &updates, now);
+    for id in &applied.changed {
+        write_task(c, &tasks[id], stored_status[id], now)?;
+    }
+    for (job_id, task_id, e) in &applied.events {
+        append_event(c, *job_id, *task_id, e, None, now)?;
     }
     for (id, (stored, current)) in &jobs {
         if stored != current {
             save_job_state(c, *id, stored, current, now)?;
         }
     }
-    Ok(results)
+    Ok(applied.results)
 }
 
-fn update_task(
-    c: &Connection,
-    jobs: &mut HashMap<JobId, (JobState, JobState)>,
-    u: TaskUpdate,
-    now: Timestamp,
-) -> Result<Task, StoreError> {
-    let mut task = rows::task(c, u.task_id)?
-        .filter(|t| t.job_id == u.job_id)
-        .ok_or_else(|| StoreError::task_not_found(u.job_id, u.task_id))?;
-    let job = match jobs.entry(u.job_id) {
-        Entry::Occupied(e) => e.into_mut(),
-        Entry::Vacant(e) => {
-            let state = load_job_state(c, u.job_id)?;
-            e.insert((state.clone(), state))
-        }
-    };
-    let out = machine::change_task(&job.1, &task_state(&task), &u.change, now)?;
-    let Some(task_event) = out.task_event else {
-        return Ok(task);
-    };
+/// Writes a task's changed state over its row, which has status `stored`.
+fn write_task(c: &Connection, t: &Task, stored: Status, now: Timestamp) -> Result<(), StoreError> {
     // As for jobs (save_job_state): setting `status` rewrites the task's entry in the
     // (job, status) index, so a change that keeps the status (progress, a heartbeat) does
-    // not set it; `?2` then only restates the status the row already has (read just above,
-    // in this transaction). Exactly one row must change either way.
+    // not set it; `?2` then only restates the status the row already has (read in this
+    // transaction). Exactly one row must change either way.
     let changed = c
-        .prepare_cached(if task.status == out.task.status {
+        .prepare_cached(if t.status == stored {
             "UPDATE tasks SET attempt = ?3, end_time = ?4, progress_current = ?5, \
-         progress_total = ?6, error = ?7, heartbeat_at = ?8, updated_at = ?8 \
-         WHERE id = ?1 AND status = ?2"
+             progress_total = ?6, error = ?7, heartbeat_at = ?8, updated_at = ?8 \
+             WHERE id = ?1 AND status = ?2"
         } else {
             "UPDATE tasks SET status = ?2, attempt = ?3, end_time = ?4, progress_current = ?5, \
-         progress_total = ?6, error = ?7, heartbeat_at = ?8, updated_at = ?8 WHERE id = ?1"
+             progress_total = ?6, error = ?7, heartbeat_at = ?8, updated_at = ?8 WHERE id = ?1"
         })
         .map_err(internal)?
         .execute(params![
-            u.task_id.as_bytes(),
-            out.task.status.code(),
-            out.task.attempt,
-            out.task.end_time.map(Timestamp::as_millis),
-            out.task.progress.map(|p| p.current as i64),
-            out.task.progress.and_then(|p| p.total).map(|t| t as i64),
-            out.task.error,
+            t.id.as_bytes(),
+            t.status.code(),
+            t.attempt,
+            t.end_time.map(Timestamp::as_millis),
+            t.progress.map(|p| p.current as i64),
+            t.progress.and_then(|p| p.total).map(|t| t as i64),
+            t.error,
             now.as_millis(),
         ])
         .map_err(internal)?;
     if changed != 1 {
         return Err(StoreError::Internal(format!(
             "updating task {} changed {changed} rows",
-            u.task_id
+            t.id
         )));
     }
-    append_event(c, u.job_id, Some(u.task_id), &task_event, None, now)?;
-    job.1 = out.job;
-    if let Some(e) = &out.job_event {
-        append_event(c, u.job_id, None, e, None, now)?;
-    }
-    crate::state::apply_task_state(&mut task, &out.task, now);
-    Ok(task)
+    Ok(())
 }
 
 pub(crate) fn set_job_status(
