@@ -2,13 +2,13 @@
 //! again on the same SQLite file. Everything it acknowledged must still be there, and
 //! nothing half-written.
 
+use crate::acked::{JobRecord, TaskRecord, next_status, verify};
 use crate::helpers::Server;
 use crate::workload::Rng;
 use futures::StreamExt;
 use portauthority_client::{Client, Error};
-use portauthority_core::api::{CreateJobRequest, CreateTaskRequest, EventKind};
-use portauthority_core::{Counters, JobId, Status, TaskId};
-use std::collections::{HashMap, HashSet};
+use portauthority_core::api::{CreateJobRequest, CreateTaskRequest};
+use portauthority_core::{JobId, Status, TaskId};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -21,38 +21,6 @@ const MAX_WRITES: usize = 5_000;
 /// The whole test must end within this.
 const TEST_LIMIT: Duration = Duration::from_secs(180);
 
-#[derive(Debug)]
-struct TaskRecord {
-    id: TaskId,
-    /// Its creation was acknowledged (false: in flight at the kill).
-    acked: bool,
-    /// The request that created it, shared by the tasks created together.
-    group: usize,
-    /// The last acknowledged status.
-    status: Status,
-    /// A status change sent and not (yet) answered.
-    in_flight: Option<Status>,
-}
-
-#[derive(Debug)]
-struct JobRecord {
-    id: JobId,
-    acked: bool,
-    auto_complete: bool,
-    explicit: Option<Status>,
-    explicit_in_flight: Option<Status>,
-    tasks: Vec<TaskRecord>,
-}
-
-impl JobRecord {
-    fn is_terminal(&self) -> bool {
-        self.explicit.is_some()
-            || (self.auto_complete
-                && !self.tasks.is_empty()
-                && self.tasks.iter().all(|t| t.status.is_terminal()))
-    }
-}
-
 /// What one client wrote, and what the server acknowledged.
 #[derive(Default)]
 struct Ledger {
@@ -62,26 +30,6 @@ struct Ledger {
     /// Failures that are not the kill: any non-2xx, or a transport error before it.
     errors: Vec<String>,
     next_group: usize,
-}
-
-/// The next status for a task, or None to leave it where it is.
-fn next_status(rng: &mut Rng, from: Status) -> Option<Status> {
-    use Status::*;
-    Some(match from {
-        Pending => match rng.below(10) {
-            0..=5 => InProgress,
-            6 | 7 => Completed,
-            8 => Failed,
-            _ => Cancelled,
-        },
-        InProgress => match rng.below(10) {
-            0..=6 => Completed,
-            7 | 8 => Failed,
-            _ => Cancelled,
-        },
-        Failed if rng.chance(60) => InProgress,
-        _ => return None,
-    })
 }
 
 struct Writer {
@@ -240,105 +188,6 @@ impl Writer {
         }
         Some(())
     }
-}
-
-/// Checks one job after the restart; returns what disagrees.
-async fn verify(client: &Client, job: &JobRecord) -> Vec<String> {
-    let id = job.id;
-    let mut bad = Vec::new();
-    let stored = match client.get_job(id).await {
-        Ok(j) => j,
-        Err(e) if e.status() == Some(reqwest::StatusCode::NOT_FOUND) => {
-            if job.acked {
-                bad.push(format!("job {id}: acknowledged, but lost: {e}"));
-            }
-            return bad;
-        }
-        Err(e) => return vec![format!("job {id}: reading it failed: {e}")],
-    };
-    let tasks = match client.all_tasks(id).await {
-        Ok(t) => t,
-        Err(e) => return vec![format!("job {id}: reading its tasks failed: {e}")],
-    };
-    let history = match client.job_history(id, 0, 1000).await {
-        Ok(h) if h.next_after.is_none() => h.events,
-        Ok(_) => return vec![format!("job {id}: more history than expected")],
-        Err(e) => return vec![format!("job {id}: reading its history failed: {e}")],
-    };
-    let by_id: HashMap<TaskId, &portauthority_core::api::Task> =
-        tasks.iter().map(|t| (t.id, t)).collect();
-
-    // Tasks created by one request exist all together or not at all.
-    let mut groups: HashMap<usize, (usize, usize)> = HashMap::new();
-    for t in &job.tasks {
-        let g = groups.entry(t.group).or_default();
-        g.0 += 1;
-        if by_id.contains_key(&t.id) {
-            g.1 += 1;
-        }
-    }
-    for (group, (sent, found)) in &groups {
-        if *found != 0 && found != sent {
-            bad.push(format!(
-                "job {id}: {found} of the {sent} tasks of one request exist (request {group})"
-            ));
-        }
-    }
-    let known: HashSet<TaskId> = job.tasks.iter().map(|t| t.id).collect();
-    for t in &tasks {
-        if !known.contains(&t.id) {
-            bad.push(format!("job {id}: task {} was never sent", t.id));
-        }
-    }
-    for t in &job.tasks {
-        match by_id.get(&t.id) {
-            None if t.acked => bad.push(format!("job {id}: task {} acknowledged, but lost", t.id)),
-            None => {}
-            Some(s) => {
-                let ok = s.status == t.status || Some(s.status) == t.in_flight;
-                if !ok {
-                    bad.push(format!(
-                        "job {id}: task {} is {}, acknowledged {}, in flight {:?}",
-                        t.id, s.status, t.status, t.in_flight
-                    ));
-                }
-                // The history was written in the same transaction as the status.
-                let last = history
-                    .iter()
-                    .rev()
-                    .find(|e| e.task_id == Some(t.id) && e.kind == EventKind::StatusChanged)
-                    .and_then(|e| e.to)
-                    .unwrap_or(Status::Pending);
-                if last != s.status {
-                    bad.push(format!(
-                        "job {id}: task {} is {}, its last history event says {last}",
-                        t.id, s.status
-                    ));
-                }
-            }
-        }
-    }
-
-    let recount = Counters::recount(tasks.iter().map(|t| t.status));
-    if stored.tasks != recount || !stored.tasks.is_consistent() {
-        bad.push(format!(
-            "job {id}: counters {:?}, recount {recount:?}",
-            stored.tasks
-        ));
-    }
-    let derived = stored.tasks.derived_status(stored.auto_complete);
-    let allowed: Vec<Status> = match (job.explicit, job.explicit_in_flight) {
-        (Some(s), _) => vec![s],
-        (None, Some(s)) => vec![s, derived],
-        (None, None) => vec![derived],
-    };
-    if !allowed.contains(&stored.status) {
-        bad.push(format!(
-            "job {id}: status {}, expected one of {allowed:?} (counters {:?})",
-            stored.status, stored.tasks
-        ));
-    }
-    bad
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

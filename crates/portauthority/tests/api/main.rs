@@ -1,6 +1,8 @@
 //! HTTP integration tests: a real server on port 0 with a fresh database per test, driven
 //! through the typed client and raw HTTP. All modules compile into this one binary.
 
+#[path = "../common/acked.rs"]
+mod acked;
 mod concurrency;
 mod crash;
 mod errors;

@@ -5,6 +5,8 @@
 //! The tests of this binary take turns (see [`harness::serial`]): one of them stops and
 //! starts the PostgreSQL cluster, which must not happen under another's load.
 
+#[path = "../common/acked.rs"]
+mod acked;
 mod harness;
 mod restart;
 mod scale_out;

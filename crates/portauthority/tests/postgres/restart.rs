@@ -6,17 +6,16 @@
 //! Runs only with `PORTAUTHORITY_TEST_PG_RESTART=1` as well: it stops the cluster for
 //! everyone on the machine.
 
+use crate::acked::{JobRecord, TaskRecord, next_status, verify};
 use crate::harness::{Rng, Server, admin_url, first, runtime, scratch_database, serial};
 use futures::StreamExt;
-use portauthority_client::Client;
 use portauthority_core::api::{
     CreateJobRequest, CreateTaskRequest, CreateTasksRequest, SetJobStatusRequest,
     SetTaskStatusRequest,
 };
-use portauthority_core::{Counters, JobId, Status, TaskId};
+use portauthority_core::{JobId, Status, TaskId};
 use reqwest::Method;
 use serde_json::Value;
-use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -212,60 +211,6 @@ fn problem_defect(content_type: &str, body: &Value) -> Option<String> {
         && body["title"].is_string()
         && body["detail"].is_string();
     (!shaped).then(|| format!("body {body}"))
-}
-
-#[derive(Debug)]
-struct TaskRecord {
-    id: TaskId,
-    /// Its creation was acknowledged.
-    acked: bool,
-    /// The request that created it, shared by the tasks created together.
-    group: usize,
-    /// The last acknowledged status.
-    status: Status,
-    /// A status change sent and never acknowledged (the client stopped retrying).
-    in_flight: Option<Status>,
-}
-
-#[derive(Debug)]
-struct JobRecord {
-    id: JobId,
-    acked: bool,
-    auto_complete: bool,
-    explicit: Option<Status>,
-    explicit_in_flight: Option<Status>,
-    tasks: Vec<TaskRecord>,
-}
-
-impl JobRecord {
-    fn is_terminal(&self) -> bool {
-        self.explicit.is_some()
-            || (self.auto_complete
-                && !self.tasks.is_empty()
-                && self.tasks.iter().all(|t| t.status.is_terminal()))
-    }
-}
-
-/// The next status for a task, or None to leave it where it is. Each is safe to send again
-/// after a 503 whose write may have been committed: the repeat is an idempotent no-op
-/// (same terminal status) or a progress report (`in_progress` again).
-fn next_status(rng: &mut Rng, from: Status) -> Option<Status> {
-    use Status::*;
-    Some(match from {
-        Pending => match rng.below(10) {
-            0..=5 => InProgress,
-            6 | 7 => Completed,
-            8 => Failed,
-            _ => Cancelled,
-        },
-        InProgress => match rng.below(10) {
-            0..=6 => Completed,
-            7 | 8 => Failed,
-            _ => Cancelled,
-        },
-        Failed if rng.chance(60) => InProgress,
-        _ => return None,
-    })
 }
 
 struct Writer {
@@ -490,88 +435,6 @@ impl Writer {
         }
         Some(())
     }
-}
-
-/// Checks one job after the recovery; returns what disagrees.
-async fn verify(client: &Client, job: &JobRecord) -> Vec<String> {
-    let id = job.id;
-    let mut bad = Vec::new();
-    let stored = match client.get_job(id).await {
-        Ok(j) => j,
-        Err(e) if e.status() == Some(reqwest::StatusCode::NOT_FOUND) => {
-            if job.acked {
-                bad.push(format!("job {id}: acknowledged, but not stored: {e}"));
-            }
-            return bad;
-        }
-        Err(e) => return vec![format!("job {id}: reading it failed: {e}")],
-    };
-    let tasks = match client.all_tasks(id).await {
-        Ok(t) => t,
-        Err(e) => return vec![format!("job {id}: reading its tasks failed: {e}")],
-    };
-    let by_id: HashMap<TaskId, &portauthority_core::api::Task> =
-        tasks.iter().map(|t| (t.id, t)).collect();
-
-    // Tasks created by one request exist all together or not at all.
-    let mut groups: HashMap<usize, (usize, usize)> = HashMap::new();
-    for t in &job.tasks {
-        let g = groups.entry(t.group).or_default();
-        g.0 += 1;
-        if by_id.contains_key(&t.id) {
-            g.1 += 1;
-        }
-    }
-    for (group, (sent, found)) in &groups {
-        if *found != 0 && found != sent {
-            bad.push(format!(
-                "job {id}: {found} of the {sent} tasks of one request exist (request {group})"
-            ));
-        }
-    }
-    let known: HashSet<TaskId> = job.tasks.iter().map(|t| t.id).collect();
-    for t in &tasks {
-        if !known.contains(&t.id) {
-            bad.push(format!("job {id}: task {} was never sent", t.id));
-        }
-    }
-    for t in &job.tasks {
-        match by_id.get(&t.id) {
-            None if t.acked => bad.push(format!(
-                "job {id}: task {} acknowledged, but not stored",
-                t.id
-            )),
-            None => {}
-            Some(s) if s.status != t.status && Some(s.status) != t.in_flight => {
-                bad.push(format!(
-                    "job {id}: task {} is {}, acknowledged {}, unanswered {:?}",
-                    t.id, s.status, t.status, t.in_flight
-                ));
-            }
-            Some(_) => {}
-        }
-    }
-
-    let recount = Counters::recount(tasks.iter().map(|t| t.status));
-    if stored.tasks != recount || !stored.tasks.is_consistent() {
-        bad.push(format!(
-            "job {id}: counters {:?}, recount {recount:?}",
-            stored.tasks
-        ));
-    }
-    let derived = stored.tasks.derived_status(stored.auto_complete);
-    let allowed: Vec<Status> = match (job.explicit, job.explicit_in_flight) {
-        (Some(s), _) => vec![s],
-        (None, Some(s)) => vec![s, derived],
-        (None, None) => vec![derived],
-    };
-    if !allowed.contains(&stored.status) {
-        bad.push(format!(
-            "job {id}: status {}, expected one of {allowed:?} (counters {:?})",
-            stored.status, stored.tasks
-        ));
-    }
-    bad
 }
 
 // ---------------------------------------------------------------------------------------
