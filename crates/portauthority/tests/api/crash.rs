@@ -3,7 +3,7 @@
 //! nothing half-written.
 
 use crate::acked::{JobRecord, TaskRecord, next_status, verify};
-use crate::helpers::Server;
+use crate::server::Server;
 use crate::workload::Rng;
 use futures::StreamExt;
 use portauthority_client::{Client, Error};
@@ -200,7 +200,8 @@ async fn every_acknowledged_write_survives_a_sigkill() {
 async fn crash_and_recover() {
     let dir = tempfile::tempdir().expect("tempdir");
     let db = dir.path().join("crash.db");
-    let mut server = Server::start(&db, dir.path(), "first").await;
+    let url = format!("sqlite://{}", db.display());
+    let mut server = Server::start(&url, dir.path(), "first", None).await;
 
     let killed = Arc::new(AtomicBool::new(false));
     let started = Instant::now();
@@ -259,7 +260,7 @@ async fn crash_and_recover() {
         server.log_text()
     );
 
-    let restarted = Server::start(&db, dir.path(), "second").await;
+    let restarted = Server::start(&url, dir.path(), "second", None).await;
     let client = restarted.client();
     let bad: Vec<String> = futures::stream::iter(&jobs)
         .map(|job| verify(&client, job))

@@ -7,11 +7,7 @@ use portauthority_core::api::{CreateJobRequest, CreateTaskRequest, Job, Task};
 use portauthority_core::{JobId, Status, TaskId};
 use portauthority_server::{App, Config};
 use serde_json::Value;
-use std::fs::File;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 use tempfile::TempDir;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -204,98 +200,4 @@ pub fn assert_problem(status: u16, body: &Value, expected: u16) {
         body["type"].is_string() && body["title"].is_string() && body["detail"].is_string(),
         "problem shape: {body}"
     );
-}
-
-/// A `portauthority serve` child process, killed (SIGKILL) and reaped when dropped, so a
-/// failing test never leaves a server behind.
-pub struct Server {
-    pub child: Child,
-    pub base: String,
-    pub log: PathBuf,
-}
-
-impl Server {
-    /// Starts the binary on a free port over `db` and waits until `/healthz` answers.
-    pub async fn start(db: &Path, dir: &Path, name: &str) -> Server {
-        let mut last_log = String::new();
-        // The free port can be taken by someone else between our probe and the bind; then
-        // the server exits at once and we try another.
-        for attempt in 0..3 {
-            let port = std::net::TcpListener::bind("127.0.0.1:0")
-                .and_then(|l| l.local_addr())
-                .expect("probe a free port")
-                .port();
-            let log = dir.join(format!("{name}-{attempt}.log"));
-            let child = Command::new(env!("CARGO_BIN_EXE_portauthority"))
-                .args([
-                    "serve",
-                    "--listen",
-                    &format!("127.0.0.1:{port}"),
-                    "--database-url",
-                    &format!("sqlite://{}", db.display()),
-                ])
-                .env("PORTAUTHORITY_LOG", "warn")
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(File::create(&log).expect("create the server log"))
-                .spawn()
-                .expect("start the portauthority binary");
-            let mut server = Server {
-                child,
-                base: format!("http://127.0.0.1:{port}"),
-                log,
-            };
-            if server.wait_healthy(Duration::from_secs(30)).await {
-                return server;
-            }
-            last_log = server.log_text();
-        }
-        panic!("the server did not become healthy; its last log:\n{last_log}");
-    }
-
-    /// Polls `/healthz`; false if the process exits or the time runs out.
-    pub async fn wait_healthy(&mut self, within: Duration) -> bool {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(1))
-            .build()
-            .expect("http client");
-        let until = Instant::now() + within;
-        while Instant::now() < until {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return false;
-            }
-            if let Ok(r) = http.get(format!("{}/healthz", self.base)).send().await
-                && r.status().is_success()
-            {
-                return true;
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        false
-    }
-
-    pub fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    pub fn client(&self) -> Client {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(15))
-            .build()
-            .expect("http client");
-        Client::with_http(http, self.base.clone())
-    }
-
-    /// SIGKILL: no graceful shutdown, no final checkpoint.
-    pub fn kill(&mut self) {
-        self.child.kill().expect("SIGKILL the server");
-        self.child.wait().expect("reap the server");
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }

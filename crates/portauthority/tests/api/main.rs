@@ -12,6 +12,8 @@ mod idempotency;
 mod lists;
 mod rollup;
 mod seed;
+#[path = "../common/server.rs"]
+mod server;
 mod shutdown;
 #[path = "../common/workload.rs"]
 mod workload;

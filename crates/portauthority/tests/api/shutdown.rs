@@ -1,7 +1,8 @@
 //! The binary's life cycle: `migrate` is idempotent, and SIGTERM stops `serve` gracefully
 //! (exit 0, every acknowledged write kept).
 
-use crate::helpers::{Server, job_request, task_request};
+use crate::helpers::{job_request, task_request};
+use crate::server::Server;
 use portauthority_core::Status;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -50,7 +51,8 @@ fn migrate_prints_the_schema_version_and_a_second_run_is_a_no_op() {
 async fn sigterm_stops_the_server_gracefully_and_keeps_every_write() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("s.db");
-    let mut server = Server::start(&db, dir.path(), "first").await;
+    let url = format!("sqlite://{}", db.display());
+    let mut server = Server::start(&url, dir.path(), "first", None).await;
     let client = server.client();
     let job = client
         .create_job(&job_request("com.shipyard.stop", "build"))
@@ -96,7 +98,7 @@ async fn sigterm_stops_the_server_gracefully_and_keeps_every_write() {
         "a graceful stop checkpoints the WAL into the database file"
     );
 
-    let again = Server::start(&db, dir.path(), "second").await;
+    let again = Server::start(&url, dir.path(), "second", None).await;
     let stored = again.client().get_job(job.id).await.unwrap();
     assert_eq!(stored.status, Status::Completed);
     assert_eq!(stored.tasks.completed, 1);

@@ -10,5 +10,7 @@ mod acked;
 mod harness;
 mod restart;
 mod scale_out;
+#[path = "../common/server.rs"]
+mod server;
 #[path = "../common/workload.rs"]
 mod workload;

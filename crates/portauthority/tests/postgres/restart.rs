@@ -7,7 +7,8 @@
 //! everyone on the machine.
 
 use crate::acked::{JobRecord, TaskRecord, next_status, verify};
-use crate::harness::{Rng, Server, admin_url, first, runtime, scratch_database, serial};
+use crate::harness::{Rng, admin_url, first, runtime, scratch_database, serial};
+use crate::server::Server;
 use futures::StreamExt;
 use portauthority_core::api::{
     CreateJobRequest, CreateTaskRequest, CreateTasksRequest, SetJobStatusRequest,

@@ -4,7 +4,8 @@
 //! statuses and history must come out exactly as if the accepted writes had been applied
 //! one by one.
 
-use crate::harness::{Server, admin_url, runtime, scratch_database, serial};
+use crate::harness::{admin_url, runtime, scratch_database, serial};
+use crate::server::Server;
 use crate::workload;
 use portauthority_client::Client;
 use std::process::{Command, Stdio};

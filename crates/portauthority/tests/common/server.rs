@@ -1,0 +1,148 @@
+//! `portauthority serve` as a child process, for the tests that need the real binary
+//! (SIGKILL, SIGTERM, several servers on one database, a database restart).
+//!
+//! Included by both test binaries (`#[path]`); each uses a part of it.
+#![allow(dead_code)]
+
+use portauthority_client::Client;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long a server may take to answer `/healthz` after it starts.
+const START_WITHIN: Duration = Duration::from_secs(30);
+
+/// A `portauthority serve` child process, killed (SIGKILL) and reaped when dropped, so a
+/// failing test never leaves a server behind.
+pub struct Server {
+    pub child: Child,
+    pub base: String,
+    log: PathBuf,
+}
+
+impl Server {
+    /// Starts the binary on a free port over `database_url`, without waiting for it. With
+    /// `pool`, the size of its PostgreSQL pool.
+    pub fn spawn(database_url: &str, dir: &Path, name: &str, pool: Option<u32>) -> Server {
+        // The port can be taken again before the server binds it; then the server exits
+        // and `start` tries another.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("probe a free port")
+            .port();
+        let log = dir.join(format!("{name}-{port}.log"));
+        let mut command = Command::new(env!("CARGO_BIN_EXE_portauthority"));
+        command
+            .args([
+                "serve",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--database-url",
+                database_url,
+            ])
+            .env("PORTAUTHORITY_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(File::create(&log).expect("create the server log"));
+        if let Some(pool) = pool {
+            command.env("PORTAUTHORITY_DATABASE_POOL", pool.to_string());
+        }
+        Server {
+            child: command.spawn().expect("start the portauthority binary"),
+            base: format!("http://127.0.0.1:{port}"),
+            log,
+        }
+    }
+
+    /// Starts one server and waits until it answers `/healthz`, on another port if the
+    /// first was taken (three tries).
+    pub async fn start(database_url: &str, dir: &Path, name: &str, pool: Option<u32>) -> Server {
+        let mut last_log = String::new();
+        for _ in 0..3 {
+            let mut server = Server::spawn(database_url, dir, name, pool);
+            if server.wait_healthy(START_WITHIN).await {
+                return server;
+            }
+            last_log = server.log_text();
+        }
+        panic!("the server did not become healthy; its last log:\n{last_log}");
+    }
+
+    /// Starts `n` servers at once on one database (they apply the migrations
+    /// concurrently) and waits until every one answers `/healthz`.
+    pub async fn start_many(database_url: &str, dir: &Path, n: usize, pool: u32) -> Vec<Server> {
+        let mut servers: Vec<Server> = (0..n)
+            .map(|i| Server::spawn(database_url, dir, &format!("server{i}"), Some(pool)))
+            .collect();
+        let healthy =
+            futures::future::join_all(servers.iter_mut().map(|s| s.wait_healthy(START_WITHIN)))
+                .await;
+        for (i, ok) in healthy.into_iter().enumerate() {
+            if !ok {
+                // Most likely its port was taken between the probe and the bind: again,
+                // alone. Anything else shows in the log `start` panics with.
+                let name = format!("server{i}-again");
+                servers[i] = Server::start(database_url, dir, &name, Some(pool)).await;
+            }
+        }
+        servers
+    }
+
+    /// Polls `/healthz`; false if the process exits or the time runs out.
+    pub async fn wait_healthy(&mut self, within: Duration) -> bool {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(1))
+            .build()
+            .expect("http client");
+        let until = Instant::now() + within;
+        while Instant::now() < until {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return false;
+            }
+            if let Ok(r) = http.get(format!("{}/healthz", self.base)).send().await
+                && r.status().is_success()
+            {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        false
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// An HTTP client for this server with a timeout: a hang becomes a transport error the
+    /// test reports instead of a stuck test.
+    pub fn http(&self) -> reqwest::Client {
+        reqwest::Client::builder()
+            .timeout(Duration::from_secs(15))
+            .pool_max_idle_per_host(256)
+            .build()
+            .expect("http client")
+    }
+
+    pub fn client(&self) -> Client {
+        Client::with_http(self.http(), self.base.clone())
+    }
+
+    /// SIGKILL: no graceful shutdown, no final checkpoint.
+    pub fn kill(&mut self) {
+        self.child.kill().expect("SIGKILL the server");
+        self.child.wait().expect("reap the server");
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
