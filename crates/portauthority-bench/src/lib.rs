@@ -2,16 +2,34 @@
 //! connections, phase by phase, and reports throughput and latency percentiles.
 //!
 //! It measures the service as a client sees it, over real HTTP on loopback. It never
-//! asserts anything: numbers go to a table and, optionally, to JSON.
+//! asserts anything about the service: numbers go to a table and, optionally, to JSON. It
+//! does refuse to pass off a phase that measured nothing (no requests, or only failed ones)
+//! as a result: that is an error, so the command exits non-zero.
+//!
+//! Any selection and order of phases works: a phase that needs jobs or tasks takes those
+//! the phases before it made, and creates its own, untimed, when there are none.
 
 use anyhow::Context;
 use portauthority_client::Client;
 use portauthority_core::api::{CreateJobRequest, CreateTaskRequest, TaskStatusUpdateItem};
 use portauthority_core::{JobId, Status, TaskId};
 use serde::Serialize;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+/// Every phase, in the order a full run takes them.
+pub const PHASES: [&str; 9] = [
+    "create",
+    "add",
+    "add_batch",
+    "lifecycle",
+    "lifecycle_batch",
+    "get",
+    "list",
+    "deep",
+    "meta",
+];
 
 /// What to run.
 #[derive(Clone, Debug, clap::Args)]
@@ -32,6 +50,10 @@ pub struct BenchArgs {
     /// Items per batch request.
     #[arg(long, default_value_t = 100)]
     pub batch: usize,
+    /// Tasks a lifecycle phase creates for itself (untimed, in batches of --batch) when the
+    /// phases before it left none to move.
+    #[arg(long, default_value_t = 100_000)]
+    pub prepare_tasks: usize,
     /// Write the results as JSON to this file.
     #[arg(long)]
     pub json: Option<std::path::PathBuf>,
@@ -230,32 +252,123 @@ fn end_status(finished: Option<usize>) -> Status {
     }
 }
 
+/// The phases `list` names, in its order; an unknown or empty selection is refused before
+/// anything runs.
+fn parse_phases(list: &str) -> anyhow::Result<Vec<&str>> {
+    let phases: Vec<&str> = list
+        .split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .collect();
+    let known = PHASES.join(",");
+    anyhow::ensure!(
+        !phases.is_empty(),
+        "no phases selected: choose from {known}"
+    );
+    if let Some(bad) = phases.iter().find(|p| !PHASES.contains(p)) {
+        anyhow::bail!("unknown phase {bad:?}: choose from {known}");
+    }
+    Ok(phases)
+}
+
+/// Fails a phase that measured nothing, so that its row of zeros cannot pass for a result.
+fn measured(r: &PhaseResult) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        r.requests > 0,
+        "phase {} made no requests in {:.3}s, so it measured nothing",
+        r.phase,
+        r.seconds
+    );
+    if r.errors == r.requests {
+        anyhow::bail!(
+            "phase {}: all {} requests failed, so it measured nothing; first error: {}",
+            r.phase,
+            r.requests,
+            r.first_error.as_deref().unwrap_or("(none recorded)")
+        );
+    }
+    Ok(())
+}
+
+/// Creates jobs, outside any measurement, until `jobs` holds at least `n`.
+async fn ensure_jobs(client: &Client, jobs: &Mutex<Vec<JobId>>, n: usize) -> anyhow::Result<()> {
+    let have = jobs.lock().unwrap().len();
+    for i in have..n {
+        let j = client
+            .create_job(&job_request(i))
+            .await
+            .context("seeding a job")?;
+        jobs.lock().unwrap().push(j.id);
+    }
+    Ok(())
+}
+
+/// The tasks a lifecycle phase moves: all those the phases before it made (it takes them,
+/// so the next lifecycle phase does not move them again), or, when there are none, `n`
+/// new ones created in batches of `batch` over `jobs`, `c` requests at a time, outside any
+/// measurement.
+async fn tasks_to_move(
+    client: &Client,
+    jobs: &Mutex<Vec<JobId>>,
+    tasks: &Mutex<Vec<(JobId, TaskId)>>,
+    n: usize,
+    batch: usize,
+    c: usize,
+) -> anyhow::Result<Vec<(JobId, TaskId)>> {
+    let made = std::mem::take(&mut *tasks.lock().unwrap());
+    if !made.is_empty() {
+        return Ok(made);
+    }
+    anyhow::ensure!(
+        n > 0,
+        "no tasks to move: the phases before it made none and --prepare-tasks is 0"
+    );
+    ensure_jobs(client, jobs, c * 4).await?;
+    let jobs: Arc<[JobId]> = jobs.lock().unwrap().clone().into();
+    let batches = n.div_ceil(batch);
+    let next = Arc::new(AtomicUsize::new(0));
+    let mut workers = tokio::task::JoinSet::new();
+    for _ in 0..c.min(batches) {
+        let (client, jobs, next) = (client.clone(), jobs.clone(), next.clone());
+        workers.spawn(async move {
+            let mut made = Vec::new();
+            loop {
+                let k = next.fetch_add(1, Ordering::Relaxed);
+                if k >= batches {
+                    return anyhow::Ok(made);
+                }
+                let job = jobs[k % jobs.len()];
+                let size = batch.min(n - k * batch);
+                let created = client
+                    .add_tasks(job, (0..size).map(|_| task_request()).collect())
+                    .await
+                    .context("preparing tasks")?;
+                made.extend(created.into_iter().map(|t| (job, t.id)));
+            }
+        });
+    }
+    let mut all = Vec::with_capacity(n);
+    while let Some(done) = workers.join_next().await {
+        all.extend(done.context("a preparing worker panicked")??);
+    }
+    Ok(all)
+}
+
 /// Runs the selected phases against the server at `client` and prints a table.
+///
+/// Fails, before anything runs, on an unknown phase or unusable arguments, and, after its
+/// row is printed, on a phase that measured nothing (see [`measured`]).
 pub async fn run(client: Client, args: &BenchArgs) -> anyhow::Result<Vec<PhaseResult>> {
-    let phases: Vec<&str> = args.phases.split(',').map(str::trim).collect();
-    let dur = Duration::from_secs_f64(args.seconds);
+    let phases = parse_phases(&args.phases)?;
+    anyhow::ensure!(args.concurrency > 0, "--concurrency must be at least 1");
+    anyhow::ensure!(args.seconds > 0.0, "--seconds must be more than 0");
+    let dur = Duration::try_from_secs_f64(args.seconds)
+        .with_context(|| format!("--seconds {}", args.seconds))?;
     let c = args.concurrency;
     let batch = args.batch.max(1);
     let mut results = Vec::new();
-    let jobs = Arc::new(std::sync::Mutex::new(Vec::<JobId>::new()));
-    let tasks = Arc::new(std::sync::Mutex::new(Vec::<(JobId, TaskId)>::new()));
-
-    // Jobs to work on exist before any task phase, whichever phases run.
-    let ensure_jobs = |n: usize| {
-        let client = client.clone();
-        let jobs = jobs.clone();
-        async move {
-            let have = jobs.lock().unwrap().len();
-            for i in have..n {
-                let j = client
-                    .create_job(&job_request(i))
-                    .await
-                    .context("seeding a job")?;
-                jobs.lock().unwrap().push(j.id);
-            }
-            anyhow::Ok(())
-        }
-    };
+    let jobs = Arc::new(Mutex::new(Vec::<JobId>::new()));
+    let tasks = Arc::new(Mutex::new(Vec::<(JobId, TaskId)>::new()));
 
     for phase in phases {
         let result = match phase {
@@ -280,7 +393,7 @@ pub async fn run(client: Client, args: &BenchArgs) -> anyhow::Result<Vec<PhaseRe
                 .await
             }
             "add" | "add_batch" => {
-                ensure_jobs(c * 4).await?;
+                ensure_jobs(&client, &jobs, c * 4).await?;
                 let snapshot = jobs.lock().unwrap().clone();
                 let (client, tasks) = (client.clone(), tasks.clone());
                 let per = if phase == "add" { 1 } else { batch };
@@ -312,9 +425,13 @@ pub async fn run(client: Client, args: &BenchArgs) -> anyhow::Result<Vec<PhaseRe
                 .await
             }
             "lifecycle" => {
+                let queue = Queue::new(
+                    tasks_to_move(&client, &jobs, &tasks, args.prepare_tasks, batch, c)
+                        .await
+                        .with_context(|| format!("phase {phase}"))?,
+                );
                 // One request per status change: each worker takes a task, sets it
                 // in_progress, then completed (one in ten failed), then takes the next.
-                let queue = Queue::new(std::mem::take(&mut *tasks.lock().unwrap()));
                 let hand = InHand::new(c);
                 let client = client.clone();
                 drive(
@@ -334,22 +451,14 @@ pub async fn run(client: Client, args: &BenchArgs) -> anyhow::Result<Vec<PhaseRe
                 .await
             }
             "lifecycle_batch" => {
-                if tasks.lock().unwrap().is_empty() {
-                    // Make tasks to move, in batches, outside the measurement.
-                    ensure_jobs(c * 4).await?;
-                    let snapshot = jobs.lock().unwrap().clone();
-                    for job in snapshot.iter().cycle().take(1000) {
-                        let created = client
-                            .add_tasks(*job, (0..batch).map(|_| task_request()).collect())
-                            .await?;
-                        let mut all = tasks.lock().unwrap();
-                        all.extend(created.into_iter().map(|t| (*job, t.id)));
-                    }
-                }
+                let queue = Queue::new(
+                    tasks_to_move(&client, &jobs, &tasks, args.prepare_tasks, batch, c)
+                        .await
+                        .with_context(|| format!("phase {phase}"))?,
+                );
                 // One request per batch: a worker takes `batch` tasks, sets them all
                 // in_progress in one request, then finishes them in the next (one in ten
                 // failed).
-                let queue = Queue::new(std::mem::take(&mut *tasks.lock().unwrap()));
                 let hand = InHand::new(c);
                 let client = client.clone();
                 drive(
@@ -379,7 +488,7 @@ pub async fn run(client: Client, args: &BenchArgs) -> anyhow::Result<Vec<PhaseRe
                 .await
             }
             "get" => {
-                ensure_jobs(c * 4).await?;
+                ensure_jobs(&client, &jobs, c * 4).await?;
                 let snapshot = jobs.lock().unwrap().clone();
                 let client = client.clone();
                 drive(
@@ -398,7 +507,7 @@ pub async fn run(client: Client, args: &BenchArgs) -> anyhow::Result<Vec<PhaseRe
                 .await
             }
             "list" | "deep" | "meta" => {
-                ensure_jobs(c * 4).await?;
+                ensure_jobs(&client, &jobs, c * 4).await?;
                 let total = client
                     .list_jobs(&[("size", "1".into())])
                     .await?
@@ -427,9 +536,18 @@ pub async fn run(client: Client, args: &BenchArgs) -> anyhow::Result<Vec<PhaseRe
                 )
                 .await
             }
-            other => anyhow::bail!("unknown phase {other:?}"),
+            other => unreachable!("parse_phases let through {other:?}"),
         };
         print_row(&result, results.is_empty());
+        if result.seconds < dur.as_secs_f64() {
+            // Only a phase with a fixed supply of work stops before its deadline.
+            println!(
+                "    ran out of work after {:.2}s of {:.2}s: give it more (--prepare-tasks, or longer add phases)",
+                result.seconds,
+                dur.as_secs_f64()
+            );
+        }
+        measured(&result)?;
         results.push(result);
     }
     if let Some(path) = &args.json {
