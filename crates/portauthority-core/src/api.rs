@@ -4,6 +4,7 @@
 //! Request types are deliberately lenient (optional strings) so that validation can report
 //! every problem with a field name; response types are exact.
 
+use crate::clock::Ids;
 use crate::ids::{JobId, TaskId};
 use crate::status::{Counters, Status};
 use crate::time::Timestamp;
@@ -153,6 +154,8 @@ impl EventKind {
 pub struct HistoryEvent {
     /// Installation-wide, strictly increasing.
     pub seq: i64,
+    /// 1, 2, 3, ... within the job, without gaps, in the order the job's changes commit.
+    pub job_seq: i64,
     pub job_id: JobId,
     pub task_id: Option<TaskId>,
     pub kind: EventKind,
@@ -404,7 +407,8 @@ pub struct NewJob {
 }
 
 impl CreateTaskRequest {
-    pub fn validate(self, limits: &Limits) -> Result<NewTask, ValidationErrors> {
+    /// Validates the request; a task without an id gets one from `ids`.
+    pub fn validate(self, limits: &Limits, ids: &dyn Ids) -> Result<NewTask, ValidationErrors> {
         let mut errs = ValidationErrors::default();
         let task_type = errs.check("type", Name::parse(self.task_type, limits));
         let namespace = errs.check("namespace", Name::parse(self.namespace, limits));
@@ -420,7 +424,7 @@ impl CreateTaskRequest {
         );
         let id_supplied = self.id.is_some();
         errs.into_result(|| NewTask {
-            id: self.id.unwrap_or_default(),
+            id: self.id.unwrap_or_else(|| TaskId::from_uuid(ids.uuid())),
             id_supplied,
             task_type: task_type.expect("checked"),
             namespace: namespace.expect("checked"),
@@ -436,6 +440,7 @@ pub fn validate_tasks(
     tasks: Vec<CreateTaskRequest>,
     field: &str,
     limits: &Limits,
+    ids: &dyn Ids,
 ) -> Result<Vec<NewTask>, ValidationErrors> {
     let mut errs = ValidationErrors::default();
     if tasks.len() > limits.batch_max {
@@ -453,7 +458,7 @@ pub fn validate_tasks(
         {
             errs.push(format!("{field}[{i}].id"), "appears twice in this request");
         }
-        match t.validate(limits) {
+        match t.validate(limits, ids) {
             Ok(t) => out.push(t),
             Err(e) => errs.extend(e.nest(&format!("{field}[{i}]"))),
         }
@@ -462,7 +467,8 @@ pub fn validate_tasks(
 }
 
 impl CreateJobRequest {
-    pub fn validate(self, limits: &Limits) -> Result<NewJob, ValidationErrors> {
+    /// Validates the request; a job or task without an id gets one from `ids`.
+    pub fn validate(self, limits: &Limits, ids: &dyn Ids) -> Result<NewJob, ValidationErrors> {
         let mut errs = ValidationErrors::default();
         let job_type = errs.check("type", Name::parse(self.job_type, limits));
         let namespace = errs.check("namespace", Name::parse(self.namespace, limits));
@@ -471,7 +477,7 @@ impl CreateJobRequest {
             validate::correlation_id(self.correlation_id, limits),
         );
         let meta = errs.check("meta", Meta::parse(self.meta, limits));
-        let tasks = match validate_tasks(self.tasks.unwrap_or_default(), "tasks", limits) {
+        let tasks = match validate_tasks(self.tasks.unwrap_or_default(), "tasks", limits, ids) {
             Ok(t) => Some(t),
             Err(e) => {
                 errs.extend(e);
@@ -480,7 +486,7 @@ impl CreateJobRequest {
         };
         let id_supplied = self.id.is_some();
         errs.into_result(|| NewJob {
-            id: self.id.unwrap_or_default(),
+            id: self.id.unwrap_or_else(|| JobId::from_uuid(ids.uuid())),
             id_supplied,
             correlation_id: correlation_id.expect("checked"),
             job_type: job_type.expect("checked"),

@@ -15,12 +15,6 @@ macro_rules! typed_id {
         pub struct $name(Uuid);
 
         impl $name {
-            /// A new, time-ordered (UUIDv7) identifier: ids made later sort later, which
-            /// keeps inserts at the right edge of the primary-key index.
-            pub fn new() -> Self {
-                Self(Uuid::now_v7())
-            }
-
             pub const fn from_uuid(uuid: Uuid) -> Self {
                 Self(uuid)
             }
@@ -31,12 +25,6 @@ macro_rules! typed_id {
 
             pub fn as_bytes(&self) -> &[u8; 16] {
                 self.0.as_bytes()
-            }
-        }
-
-        impl Default for $name {
-            fn default() -> Self {
-                Self::new()
             }
         }
 

@@ -6,13 +6,18 @@
 //! same rules run inside a SQLite transaction, a PostgreSQL transaction and a property test.
 
 pub mod api;
+pub mod clock;
+pub mod command;
 pub mod ids;
 pub mod machine;
+pub mod plan;
 pub mod status;
 pub mod time;
 pub mod validate;
 
 pub use api::EventKind;
+pub use clock::{Clock, Env, Ids, ManualClock};
+pub use command::{AddTasks, NewNote, SetJobStatus, TaskUpdate};
 pub use ids::{JobId, TaskId};
 pub use machine::{EventDraft, JobState, Refusal, TaskChange, TaskState};
 pub use status::{Counters, Status};

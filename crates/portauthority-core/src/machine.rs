@@ -120,6 +120,31 @@ pub enum Refusal {
     /// The command can never apply, whatever the state (HTTP 422).
     #[error("{0}")]
     Invalid(String),
+    /// The job or task the command names does not exist (HTTP 404).
+    #[error("{0}")]
+    NotFound(String),
+}
+
+impl Refusal {
+    pub fn job_not_found(id: impl std::fmt::Display) -> Refusal {
+        Refusal::NotFound(format!("job {id} not found"))
+    }
+
+    pub fn task_not_found(job: impl std::fmt::Display, task: impl std::fmt::Display) -> Refusal {
+        Refusal::NotFound(format!("task {task} not found in job {job}"))
+    }
+}
+
+/// Only a terminal status may be set on a job: `pending` and `in_progress` follow from its
+/// tasks.
+pub fn settable_job_status(to: Status) -> Result<(), Refusal> {
+    if to.is_terminal() {
+        return Ok(());
+    }
+    Err(Refusal::Invalid(format!(
+        "a job's status can only be set to completed, failed or cancelled, not {to}; \
+         pending and in_progress follow from its tasks"
+    )))
 }
 
 /// The result of a task command.
@@ -303,6 +328,12 @@ pub fn add_tasks(
     Ok((job, event))
 }
 
+/// Whether setting `to` on `job` cancels its open tasks: `failed` or `cancelled` on a job
+/// that is not yet terminal and has pending or in-progress tasks.
+pub fn cancels_open_tasks(job: &JobState, to: Status) -> bool {
+    to != Status::Completed && !job.status.is_terminal() && job.counters.open() > 0
+}
+
 /// A client sets a job's status explicitly.
 pub fn set_job_status(
     job: &JobState,
@@ -310,12 +341,7 @@ pub fn set_job_status(
     reason: Option<String>,
     now: Timestamp,
 ) -> Result<JobOutcome, Refusal> {
-    if !to.is_terminal() {
-        return Err(Refusal::Invalid(format!(
-            "a job's status can only be set to completed, failed or cancelled, not {to}; \
-             pending and in_progress follow from its tasks"
-        )));
-    }
+    settable_job_status(to)?;
     if job.status.is_terminal() {
         if job.status == to {
             return Ok(JobOutcome {
@@ -331,7 +357,7 @@ pub fn set_job_status(
     }
     let mut next = job.clone();
     let open = job.counters.open();
-    let cancel_open_tasks = to != Status::Completed && open > 0;
+    let cancel_open_tasks = cancels_open_tasks(job, to);
     if to == Status::Completed && open > 0 {
         return Err(Refusal::Conflict(format!(
             "{open} task(s) are still pending or in_progress; finish them, or set failed or cancelled"

@@ -13,10 +13,6 @@ use std::fmt;
 pub struct Timestamp(i64);
 
 impl Timestamp {
-    pub fn now() -> Self {
-        Self(Utc::now().timestamp_millis())
-    }
-
     pub const fn from_millis(ms: i64) -> Self {
         Self(ms)
     }

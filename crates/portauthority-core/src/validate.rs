@@ -206,6 +206,13 @@ impl Meta {
     }
 
     /// Compact JSON, as stored.
+    /// The meta as raw JSON, as resources carry it.
+    pub fn to_raw(&self) -> Box<serde_json::value::RawValue> {
+        serde_json::value::RawValue::from_string(self.as_json().to_owned()).unwrap_or_else(|_| {
+            serde_json::value::RawValue::from_string("{}".into()).expect("valid")
+        })
+    }
+
     pub fn as_json(&self) -> &str {
         &self.json
     }

@@ -9,12 +9,13 @@ mod error;
 mod extract;
 mod openapi;
 mod routes;
+pub mod supervisor;
 
 use anyhow::Context;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request};
 use axum::response::{IntoResponse, Response};
-use portauthority_core::Limits;
+use portauthority_core::{Env, Limits};
 use portauthority_store::Store;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -52,6 +53,8 @@ impl Default for Config {
 pub struct AppState {
     pub store: Arc<dyn Store>,
     pub limits: Arc<Limits>,
+    /// The clock and id source handed down to the command layer.
+    pub env: Env,
 }
 
 /// A built application: store open and migrated, socket bound, not yet serving.
@@ -64,20 +67,27 @@ pub struct App {
 impl App {
     /// Opens the store (applying migrations) and binds the listening socket.
     pub async fn build(config: Config) -> anyhow::Result<App> {
-        let store = portauthority_store::open(&config.database_url)
+        let env = portauthority_store::system::env();
+        let store = portauthority_store::open_with(&config.database_url, env.clone())
             .await
             .with_context(|| format!("opening the store at {}", config.database_url))?;
         let listener = TcpListener::bind(&config.listen)
             .await
             .with_context(|| format!("binding {}", config.listen))?;
-        Ok(App::with_store(listener, store, &config))
+        Ok(App::with_store(listener, store, env, &config))
     }
 
     /// An app over an already opened store (tests, embedding).
-    pub fn with_store(listener: TcpListener, store: Arc<dyn Store>, config: &Config) -> App {
+    pub fn with_store(
+        listener: TcpListener,
+        store: Arc<dyn Store>,
+        env: Env,
+        config: &Config,
+    ) -> App {
         let state = AppState {
             store: store.clone(),
             limits: Arc::new(config.limits.clone()),
+            env,
         };
         App {
             listener,
@@ -96,12 +106,23 @@ impl App {
         &self.store
     }
 
+    /// The supervisor of this app's background loops, with the store's loops started.
+    fn start_loops(&self) -> supervisor::Supervisor {
+        let mut loops = supervisor::Supervisor::new();
+        for l in self.store.background() {
+            loops.spawn(l);
+        }
+        tracing::debug!(loops = ?loops.loops(), "background loops running");
+        loops
+    }
+
     /// Serves until `shutdown` resolves, then stops accepting, lets in-flight requests
-    /// finish, and closes the store (flushing queued writes).
+    /// finish, stops the background loops, and closes the store (flushing queued writes).
     pub async fn run_until(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
+        let loops = self.start_loops();
         // Trailing slashes are trimmed before routing: `/v1/jobs/` is `/v1/jobs`.
         let app = NormalizePathLayer::trim_trailing_slash().layer(self.router);
         let served = axum::serve(
@@ -110,6 +131,7 @@ impl App {
         )
         .with_graceful_shutdown(shutdown)
         .await;
+        loops.shutdown().await;
         self.store.close().await;
         served.context("serving HTTP")
     }

@@ -23,7 +23,7 @@ fn new_job(i: usize) -> NewJob {
         auto_complete: Some(false),
         ..Default::default()
     }
-    .validate(&Limits::default())
+    .validate(&Limits::default(), &portauthority_store::system::SystemIds)
     .expect("valid job")
 }
 
@@ -35,7 +35,7 @@ fn new_tasks(n: usize) -> Vec<NewTask> {
                 namespace: Some("com.bench.tasks".into()),
                 ..Default::default()
             }
-            .validate(&Limits::default())
+            .validate(&Limits::default(), &portauthority_store::system::SystemIds)
             .expect("valid task")
         })
         .collect()
@@ -228,7 +228,7 @@ fn benches(c: &mut Criterion) {
     if let Ok(admin) = std::env::var("PORTAUTHORITY_BENCH_DATABASE_URL") {
         let rt = tokio::runtime::Runtime::new().expect("runtime");
         let url = rt
-            .block_on(portauthority_store::postgres::scratch_database(
+            .block_on(portauthority_testkit::postgres::scratch_database(
                 &admin, "pa_bench",
             ))
             .expect("scratch database");

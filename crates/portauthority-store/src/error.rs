@@ -29,16 +29,17 @@ impl From<Refusal> for StoreError {
         match r {
             Refusal::Conflict(m) => StoreError::Conflict(m),
             Refusal::Invalid(m) => StoreError::Invalid(m),
+            Refusal::NotFound(m) => StoreError::NotFound(m),
         }
     }
 }
 
 impl StoreError {
     pub fn job_not_found(id: impl std::fmt::Display) -> StoreError {
-        StoreError::NotFound(format!("job {id} not found"))
+        Refusal::job_not_found(id).into()
     }
 
     pub fn task_not_found(job: impl std::fmt::Display, task: impl std::fmt::Display) -> StoreError {
-        StoreError::NotFound(format!("task {task} not found in job {job}"))
+        Refusal::task_not_found(job, task).into()
     }
 }

@@ -1,50 +1,33 @@
 //! Storage for Port Authority: the [`Store`] trait and its implementations.
 //!
 //! The trait speaks the domain's language only: no SQL, no dialect, no connection types.
-//! Each implementation loads rows, asks `portauthority_core::machine` what a command does,
-//! and writes the result (state, counters, history, outbox) in one transaction. Every
+//! Each implementation loads the rows a command names, hands them to the command's planner
+//! (`portauthority_core::plan`), and executes the plan it returns (state, counters, history,
+//! outbox) in one transaction: a store maps rows and runs SQL, it never decides. Every
 //! method that returns `Ok` for a write has committed it durably.
 
+pub mod background;
 mod error;
+pub mod feed;
 pub mod postgres;
 mod query;
+pub mod relay;
 pub mod seed;
 pub mod sqlite;
-mod state;
+pub mod system;
 
 use async_trait::async_trait;
-use portauthority_core::api::{HistoryEvent, Job, NewJob, NewTask, Progress, Task};
-use portauthority_core::{JobId, Status, TaskChange, TaskId};
+use portauthority_core::api::{HistoryEvent, Job, NewJob, NewTask, Task};
+use portauthority_core::{Env, JobId, Status, TaskId};
 use std::sync::Arc;
+use std::time::Duration;
 
+pub use background::Loop;
 pub use error::StoreError;
+pub use feed::{FeedEvent, OutboxItem, Position};
+pub use portauthority_core::plan::Created;
+pub use portauthority_core::{NewNote, TaskUpdate};
 pub use query::{Cursor, HistoryScope, JobFilter, Page, Paging, SortValue, TaskFilter};
-
-/// A job as created, and whether this call created it (false: it already existed with the
-/// same content, and this is the stored one).
-#[derive(Clone, Debug)]
-pub struct Created<T> {
-    pub value: T,
-    pub created: bool,
-}
-
-/// A status change or heartbeat for one task.
-#[derive(Clone, Debug)]
-pub struct TaskUpdate {
-    pub job_id: JobId,
-    pub task_id: TaskId,
-    pub change: TaskChange,
-}
-
-/// A note a client appends to a job's (or task's) history.
-#[derive(Clone, Debug)]
-pub struct NewNote {
-    pub job_id: JobId,
-    pub task_id: Option<TaskId>,
-    pub message: String,
-    /// Compact JSON, already validated.
-    pub data: Option<String>,
-}
 
 /// The persistence port of the service.
 #[async_trait]
@@ -96,6 +79,38 @@ pub trait Store: Send + Sync + 'static {
 
     async fn add_note(&self, note: NewNote) -> Result<HistoryEvent, StoreError>;
 
+    /// Change-feed events after `after`, in feed order, at most `limit`. A position never
+    /// skips an event that commits late: an event becomes readable only once no event can
+    /// still commit before it. Each job's events come in their `job_seq` order.
+    async fn feed(&self, after: Position, limit: u32) -> Result<Vec<FeedEvent>, StoreError>;
+
+    /// Bumped after every commit that may have added feed events (in this process, and on
+    /// PostgreSQL in every process sharing the database, while the store's background
+    /// loops run), so that feed readers need not poll.
+    fn feed_signal(&self) -> tokio::sync::watch::Receiver<u64>;
+
+    /// Claims the outbox rows of up to `max_jobs` jobs for relay `relay`, for `lease`: whole
+    /// jobs, so that two relays never hold the same job's rows at once. Returns them by job,
+    /// each job's in `job_seq` order. Jobs this relay already holds are claimed again
+    /// (with their rows that committed since).
+    async fn claim_outbox(
+        &self,
+        relay: &str,
+        max_jobs: u32,
+        lease: Duration,
+    ) -> Result<Vec<OutboxItem>, StoreError>;
+
+    /// Acknowledges delivered outbox rows (they are never claimed again) and releases the
+    /// relay's leases of their jobs.
+    async fn ack_outbox(&self, relay: &str, seqs: &[i64]) -> Result<(), StoreError>;
+
+    /// How many outbox rows wait to be relayed.
+    async fn outbox_backlog(&self) -> Result<u64, StoreError>;
+
+    /// The store's own background loops (checkpoints, count folding, wake-ups), for the
+    /// application's supervisor to run.
+    fn background(&self) -> Vec<Arc<dyn Loop>>;
+
     /// Succeeds when the store can serve requests.
     async fn ping(&self) -> Result<(), StoreError>;
 
@@ -103,41 +118,20 @@ pub trait Store: Send + Sync + 'static {
     async fn close(&self);
 }
 
-impl TaskUpdate {
-    pub fn status(job_id: JobId, task_id: TaskId, to: Status) -> TaskUpdate {
-        TaskUpdate {
-            job_id,
-            task_id,
-            change: TaskChange::Status {
-                to,
-                reason: None,
-                error: None,
-                progress: None,
-            },
-        }
-    }
-
-    pub fn heartbeat(job_id: JobId, task_id: TaskId, progress: Option<Progress>) -> TaskUpdate {
-        TaskUpdate {
-            job_id,
-            task_id,
-            change: TaskChange::Heartbeat {
-                progress,
-                message: None,
-            },
-        }
-    }
-}
-
 /// Opens the store a database URL names and brings its schema up to date.
 ///
 /// `sqlite://path/to/file.db` (created if missing) is the embedded default;
 /// `postgres://user@host/db` is the scale-out store.
 pub async fn open(url: &str) -> Result<Arc<dyn Store>, StoreError> {
+    open_with(url, system::env()).await
+}
+
+/// [`open`] with a clock and an id source of the caller's (tests move time forward).
+pub async fn open_with(url: &str, env: Env) -> Result<Arc<dyn Store>, StoreError> {
     if sqlite::handles(url) {
-        Ok(Arc::new(sqlite::SqliteStore::open(url).await?))
+        Ok(Arc::new(sqlite::SqliteStore::open_with(url, env).await?))
     } else if postgres::handles(url) {
-        Ok(Arc::new(postgres::PgStore::open(url).await?))
+        Ok(Arc::new(postgres::PgStore::open_with(url, env).await?))
     } else {
         Err(unsupported(url))
     }

@@ -232,7 +232,7 @@ async fn bench(b: BenchCommand) -> anyhow::Result<()> {
                     url
                 }
                 ("postgres", Some(admin)) => {
-                    portauthority_store::postgres::scratch_database(&admin, "pa_bench").await?
+                    portauthority_testkit::postgres::scratch_database(&admin, "pa_bench").await?
                 }
                 ("postgres", None) => {
                     anyhow::bail!("--spawn postgres needs --database-url postgres://...")

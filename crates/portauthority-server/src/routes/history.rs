@@ -1,13 +1,11 @@
 use super::{ApiResult, Problems};
 use crate::AppState;
-use crate::error::ApiError;
 use crate::extract::{ApiJson, Query, job_id, task_id};
 use axum::Json;
 use axum::extract::{Path, RawQuery, State};
-use portauthority_core::api::{EventEnvelope, HistoryPage, NoteRequest, validate_texts};
-use portauthority_core::validate::Meta;
+use portauthority_core::api::{EventEnvelope, HistoryPage, NoteRequest};
 use portauthority_core::{JobId, TaskId};
-use portauthority_store::{HistoryScope, NewNote};
+use portauthority_store::HistoryScope;
 
 async fn read(
     state: &AppState,
@@ -36,29 +34,8 @@ async fn note(
     task_id: Option<TaskId>,
     body: NoteRequest,
 ) -> ApiResult<EventEnvelope> {
-    let limits = &state.limits;
-    if body.message.is_empty() {
-        return Err(ApiError::invalid_field("message", "must not be empty"));
-    }
-    validate_texts(&[("message", &Some(body.message.clone()))], limits)?;
-    let data = match body.data {
-        None | Some(serde_json::Value::Null) => None,
-        Some(v) => Some(
-            Meta::parse(Some(v), limits)
-                .map_err(|m| ApiError::invalid_field("data", m))?
-                .as_json()
-                .to_owned(),
-        ),
-    };
-    let event = state
-        .store
-        .add_note(NewNote {
-            job_id,
-            task_id,
-            message: body.message,
-            data,
-        })
-        .await?;
+    let note = body.into_note(job_id, task_id, &state.limits)?;
+    let event = state.store.add_note(note).await?;
     Ok(Json(EventEnvelope { event }))
 }
 

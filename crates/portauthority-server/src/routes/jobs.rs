@@ -4,9 +4,7 @@ use crate::error::ApiError;
 use crate::extract::{ApiJson, Query, job_id};
 use axum::Json;
 use axum::extract::{Path, RawQuery, State};
-use portauthority_core::api::{
-    CreateJobRequest, JobEnvelope, JobPage, SetJobStatusRequest, validate_texts,
-};
+use portauthority_core::api::{CreateJobRequest, JobEnvelope, JobPage, SetJobStatusRequest};
 use portauthority_core::validate::meta_filter_values;
 use portauthority_store::{Cursor, JobFilter, SortValue};
 
@@ -20,7 +18,7 @@ pub async fn create(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<CreateJobRequest>,
 ) -> ApiResult<JobEnvelope> {
-    let job = body.validate(&state.limits)?;
+    let job = body.validate(&state.limits, state.env.ids.as_ref())?;
     let created = state.store.create_job(job).await?;
     Ok(Json(JobEnvelope { job: created.value }))
 }
@@ -94,20 +92,10 @@ pub async fn set_status(
     Path(id): Path<String>,
     ApiJson(body): ApiJson<SetJobStatusRequest>,
 ) -> ApiResult<JobEnvelope> {
-    let id = job_id(&id)?;
-    validate_texts(&[("reason", &body.reason)], &state.limits)?;
-    if !body.status.is_terminal() {
-        return Err(ApiError::invalid_field(
-            "status",
-            format!(
-                "a job's status can only be set to completed, failed or cancelled, not {}",
-                body.status
-            ),
-        ));
-    }
+    let cmd = body.into_command(job_id(&id)?, &state.limits)?;
     let job = state
         .store
-        .set_job_status(id, body.status, body.reason)
+        .set_job_status(cmd.job_id, cmd.to, cmd.reason)
         .await?;
     Ok(Json(JobEnvelope { job }))
 }

@@ -7,11 +7,9 @@ use axum::extract::{Path, RawQuery, State};
 use portauthority_core::api::{
     CreateTaskRequest, CreateTasksRequest, HeartbeatRequest, SetTaskStatusRequest, Task,
     TaskEnvelope, TaskPage, TaskStatusBatchRequest, TaskStatusBatchResponse, TaskStatusResult,
-    TasksEnvelope, validate_tasks, validate_texts,
+    TasksEnvelope, validate_tasks,
 };
-use portauthority_core::{JobId, Status, TaskChange, TaskId};
 use portauthority_store::{Cursor, SortValue, TaskFilter, TaskUpdate};
-use std::str::FromStr;
 
 /// Add a task to a job. Idempotent on the task id.
 #[utoipa::path(post, path = "/v1/jobs/{id}/tasks", tag = "tasks", request_body = CreateTaskRequest,
@@ -23,7 +21,7 @@ pub async fn add(
     ApiJson(body): ApiJson<CreateTaskRequest>,
 ) -> ApiResult<TaskEnvelope> {
     let id = job_id(&id)?;
-    let task = body.validate(&state.limits)?;
+    let task = body.validate(&state.limits, state.env.ids.as_ref())?;
     let mut tasks = state.store.add_tasks(id, vec![task]).await?;
     let task = tasks
         .pop()
@@ -47,7 +45,7 @@ pub async fn add_batch(
             "must hold at least one task",
         ));
     }
-    let tasks = validate_tasks(body.tasks, "tasks", &state.limits)?;
+    let tasks = validate_tasks(body.tasks, "tasks", &state.limits, state.env.ids.as_ref())?;
     Ok(Json(TasksEnvelope {
         tasks: state.store.add_tasks(id, tasks).await?,
     }))
@@ -125,20 +123,7 @@ pub async fn set_status(
 ) -> ApiResult<TaskEnvelope> {
     let id = job_id(&id)?;
     let tid = task_id(id, &tid)?;
-    validate_texts(
-        &[("reason", &body.reason), ("error", &body.error)],
-        &state.limits,
-    )?;
-    let update = TaskUpdate {
-        job_id: id,
-        task_id: tid,
-        change: TaskChange::Status {
-            to: body.status,
-            reason: body.reason,
-            error: body.error,
-            progress: body.progress,
-        },
-    };
+    let update = body.into_update(id, tid, &state.limits)?;
     Ok(Json(TaskEnvelope {
         task: update_one(&state, update).await?,
     }))
@@ -155,15 +140,7 @@ pub async fn heartbeat(
 ) -> ApiResult<TaskEnvelope> {
     let id = job_id(&id)?;
     let tid = task_id(id, &tid)?;
-    validate_texts(&[("message", &body.message)], &state.limits)?;
-    let update = TaskUpdate {
-        job_id: id,
-        task_id: tid,
-        change: TaskChange::Heartbeat {
-            progress: body.progress,
-            message: body.message,
-        },
-    };
+    let update = body.into_update(id, tid, &state.limits)?;
     Ok(Json(TaskEnvelope {
         task: update_one(&state, update).await?,
     }))
@@ -187,7 +164,7 @@ pub async fn set_status_batch(
     let mut results: Vec<Option<TaskStatusResult>> = Vec::with_capacity(body.updates.len());
     let mut valid: Vec<(usize, TaskUpdate)> = Vec::new();
     for (i, item) in body.updates.iter().enumerate() {
-        match parse_item(item, &state) {
+        match item.clone().into_update(&state.limits) {
             Ok(update) => {
                 valid.push((i, update));
                 results.push(None);
@@ -195,7 +172,7 @@ pub async fn set_status_batch(
             Err(e) => results.push(Some(item_result(
                 item.job_id.clone(),
                 item.task_id.clone(),
-                Err(e),
+                Err(e.into()),
             ))),
         }
     }
@@ -216,32 +193,6 @@ pub async fn set_status_batch(
     Ok(Json(TaskStatusBatchResponse {
         results: results.into_iter().flatten().collect(),
     }))
-}
-
-fn parse_item(
-    item: &portauthority_core::api::TaskStatusUpdateItem,
-    state: &AppState,
-) -> Result<TaskUpdate, ApiError> {
-    let job_id = JobId::from_str(&item.job_id)
-        .map_err(|_| ApiError::invalid_field("job_id", "must be a UUID"))?;
-    let task_id = TaskId::from_str(&item.task_id)
-        .map_err(|_| ApiError::invalid_field("task_id", "must be a UUID"))?;
-    let to = Status::from_str(&item.status)
-        .map_err(|e| ApiError::invalid_field("status", e.to_string()))?;
-    validate_texts(
-        &[("reason", &item.reason), ("error", &item.error)],
-        &state.limits,
-    )?;
-    Ok(TaskUpdate {
-        job_id,
-        task_id,
-        change: TaskChange::Status {
-            to,
-            reason: item.reason.clone(),
-            error: item.error.clone(),
-            progress: item.progress,
-        },
-    })
 }
 
 fn item_result(

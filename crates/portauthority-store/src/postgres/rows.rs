@@ -4,9 +4,9 @@ use crate::query::{
     Bind, HistoryScope, JobFilter, JobSource, Page, Paging, TaskFilter, job_sort_key,
     keyset_condition_on, sort_column,
 };
-use crate::state::JobRow;
 use chrono::{DateTime, Utc};
 use portauthority_core::api::{EventKind, HistoryEvent, Job, Progress, SortField, SortOrder, Task};
+use portauthority_core::plan::StoredJob;
 use portauthority_core::{Counters, JobId, Status, TaskId, Timestamp};
 use serde_json::value::RawValue;
 use sqlx::postgres::PgRow;
@@ -14,13 +14,13 @@ use sqlx::{PgConnection, Postgres, QueryBuilder, Row};
 
 const JOB_COLUMNS: &str = "id, correlation_id, type, namespace, status, status_explicit, auto_complete, \
     start_time, end_time, tasks_total, tasks_pending, tasks_in_progress, tasks_failed, tasks_completed, \
-    tasks_cancelled, meta::text, created_at, updated_at";
+    tasks_cancelled, meta::text, created_at, updated_at, last_seq";
 
 const TASK_COLUMNS: &str = "id, job_id, type, namespace, status, attempt, start_time, end_time, \
     progress_current, progress_total, error, meta::text, timeout_seconds, created_at, updated_at";
 
-const HISTORY_COLUMNS: &str = "seq, job_id, task_id, kind, time, from_status, to_status, reason, \
-    message, data::text, progress_current, progress_total";
+pub(crate) const HISTORY_COLUMNS: &str = "seq, job_id, task_id, kind, time, from_status, to_status, \
+    reason, message, data::text, progress_current, progress_total, job_seq";
 
 fn decode_err(what: &str) -> sqlx::Error {
     sqlx::Error::Decode(format!("bad {what} in a stored row").into())
@@ -45,8 +45,8 @@ fn progress(current: Option<i64>, total: Option<i64>) -> Option<Progress> {
     })
 }
 
-fn job_from_row(r: &PgRow) -> Result<JobRow, sqlx::Error> {
-    Ok(JobRow {
+fn job_from_row(r: &PgRow) -> Result<StoredJob, sqlx::Error> {
+    Ok(StoredJob {
         job: Job {
             id: JobId::from_uuid(r.try_get(0)?),
             correlation_id: r.try_get(1)?,
@@ -69,6 +69,7 @@ fn job_from_row(r: &PgRow) -> Result<JobRow, sqlx::Error> {
             updated_at: time(r.try_get(17)?),
         },
         explicit: r.try_get(5)?,
+        last_seq: r.try_get(18)?,
     })
 }
 
@@ -91,7 +92,7 @@ fn task_from_row(r: &PgRow) -> Result<Task, sqlx::Error> {
     })
 }
 
-fn event_from_row(r: &PgRow) -> Result<HistoryEvent, sqlx::Error> {
+pub(crate) fn event_from_row(r: &PgRow) -> Result<HistoryEvent, sqlx::Error> {
     let kind: String = r.try_get(3)?;
     let opt_status = |i: usize| -> Result<Option<Status>, sqlx::Error> {
         r.try_get::<Option<i16>, _>(i)?.map(status).transpose()
@@ -110,6 +111,7 @@ fn event_from_row(r: &PgRow) -> Result<HistoryEvent, sqlx::Error> {
         message: r.try_get(8)?,
         data: r.try_get::<Option<String>, _>(9)?.map(raw).transpose()?,
         progress: progress(r.try_get(10)?, r.try_get(11)?),
+        job_seq: r.try_get(12)?,
     })
 }
 
@@ -118,7 +120,7 @@ pub(crate) async fn job(
     c: &mut PgConnection,
     id: JobId,
     lock: bool,
-) -> Result<Option<JobRow>, sqlx::Error> {
+) -> Result<Option<StoredJob>, sqlx::Error> {
     let sql = if lock {
         format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1 FOR UPDATE")
     } else {
@@ -137,7 +139,7 @@ pub(crate) async fn job(
 pub(crate) async fn jobs_locked(
     c: &mut PgConnection,
     ids: &[uuid::Uuid],
-) -> Result<Vec<JobRow>, sqlx::Error> {
+) -> Result<Vec<StoredJob>, sqlx::Error> {
     // One row: the plain statement, planned once (see postgres::SCALAR_ROWS).
     if let [id] = ids {
         return Ok(job(c, JobId::from_uuid(*id), true)
@@ -186,14 +188,21 @@ pub(crate) async fn task(c: &mut PgConnection, id: TaskId) -> Result<Option<Task
     .transpose()
 }
 
-pub(crate) async fn event(c: &mut PgConnection, seq: i64) -> Result<HistoryEvent, sqlx::Error> {
-    let r = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT {HISTORY_COLUMNS} FROM history WHERE seq = $1"
-    )))
-    .bind(seq)
-    .fetch_one(c)
-    .await?;
-    event_from_row(&r)
+/// A job's pending and in-progress tasks, with their statuses.
+pub(crate) async fn open_tasks(
+    c: &mut PgConnection,
+    job: JobId,
+) -> Result<Vec<(TaskId, Status)>, sqlx::Error> {
+    let rows: Vec<(uuid::Uuid, i16)> =
+        sqlx::query_as("SELECT id, status FROM tasks WHERE job_id = $1 AND status IN ($2, $3)")
+            .bind(job.as_uuid())
+            .bind(Status::Pending.code())
+            .bind(Status::InProgress.code())
+            .fetch_all(c)
+            .await?;
+    rows.into_iter()
+        .map(|(id, s)| Ok((TaskId::from_uuid(id), status(s)?)))
+        .collect()
 }
 
 /// Appends ` AND column = value` when the filter is set.

@@ -16,6 +16,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "list_performance",
         include_str!("../../migrations/sqlite/0002_list_performance.sql"),
     ),
+    (
+        3,
+        "change_feed",
+        include_str!("../../migrations/sqlite/0003_change_feed.sql"),
+    ),
 ];
 
 /// Applies what is pending and returns the schema version. Runs in one immediate
@@ -54,7 +59,7 @@ pub(crate) fn apply(conn: &mut Connection) -> Result<i64, StoreError> {
             rusqlite::params![
                 version,
                 name,
-                portauthority_core::Timestamp::now().as_millis()
+                portauthority_core::Clock::now(&crate::system::SystemClock).as_millis()
             ],
         )
         .map_err(internal)?;

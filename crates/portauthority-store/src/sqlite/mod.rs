@@ -11,15 +11,20 @@ mod checkpoint;
 mod migrate;
 mod pool;
 mod rows;
+pub(crate) mod seed;
+mod write;
 mod writer;
 
+use crate::background::Loop;
+use crate::feed::{FeedEvent, OutboxItem, Position};
 use crate::query::{HistoryScope, JobFilter, Page, Paging, TaskFilter};
 use crate::{Created, NewNote, Store, StoreError, TaskUpdate};
 use async_trait::async_trait;
 use portauthority_core::api::{HistoryEvent, Job, NewJob, NewTask, Task};
-use portauthority_core::{JobId, Status, TaskId};
+use portauthority_core::{AddTasks, Env, JobId, SetJobStatus, Status, TaskId};
 use rusqlite::{Connection, OpenFlags};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 pub use migrate::migrate;
@@ -122,15 +127,21 @@ pub(crate) fn internal(e: rusqlite::Error) -> StoreError {
 /// The SQLite implementation of [`Store`].
 pub struct SqliteStore {
     writer: writer::Writer,
-    checkpointer: std::sync::Mutex<checkpoint::Checkpointer>,
+    checkpointer: Arc<checkpoint::Checkpointer>,
     readers: pool::ReadPool,
     path: PathBuf,
+    env: Env,
 }
 
 impl SqliteStore {
     /// Opens (creating if needed) the database at `url`, applies migrations, and starts
     /// the writer thread.
     pub async fn open(url: &str) -> Result<SqliteStore, StoreError> {
+        SqliteStore::open_with(url, crate::system::env()).await
+    }
+
+    /// [`SqliteStore::open`] with the caller's clock and ids.
+    pub async fn open_with(url: &str, env: Env) -> Result<SqliteStore, StoreError> {
         let opts = parse_url(url)?;
         if let Some(dir) = opts.path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| {
@@ -141,7 +152,7 @@ impl SqliteStore {
         let conn = tokio::task::spawn_blocking(move || -> Result<Connection, StoreError> {
             let mut conn = open_connection(&o, false)?;
             migrate::apply(&mut conn)?;
-            // The background thread (checkpoint.rs) copies WAL pages as they come; the
+            // The background loop (checkpoint.rs) copies WAL pages as they come; the
             // writer's own automatic checkpoint only finishes the job (the last pages, the
             // syncs) so that the WAL can start over. It stalls every write queued behind
             // it, so it runs once per WAL_RESTART_PAGES rather than SQLite's 1000.
@@ -154,12 +165,13 @@ impl SqliteStore {
         .await
         .map_err(|e| StoreError::Internal(e.to_string()))??;
         let readers = pool::ReadPool::new(opts.clone(), reader_count())?;
-        let checkpointer = checkpoint::Checkpointer::start(&opts)?;
+        let checkpointer = Arc::new(checkpoint::Checkpointer::new(&opts)?);
         Ok(SqliteStore {
-            writer: writer::Writer::start(conn),
-            checkpointer: std::sync::Mutex::new(checkpointer),
+            writer: writer::Writer::start(conn)?,
+            checkpointer,
             readers,
             path: opts.path,
+            env,
         })
     }
 
@@ -182,7 +194,10 @@ impl Store for SqliteStore {
     }
 
     async fn create_job(&self, job: NewJob) -> Result<Created<Job>, StoreError> {
-        self.writer.run(move |tx| writer::create_job(tx, job)).await
+        let now = self.env.now();
+        self.writer
+            .run(move |tx| write::create_job(tx, job, now))
+            .await
     }
 
     async fn get_job(&self, id: JobId) -> Result<Job, StoreError> {
@@ -207,14 +222,22 @@ impl Store for SqliteStore {
         status: Status,
         reason: Option<String>,
     ) -> Result<Job, StoreError> {
+        let cmd = SetJobStatus {
+            job_id: id,
+            to: status,
+            reason,
+        };
+        let now = self.env.now();
         self.writer
-            .run(move |tx| writer::set_job_status(tx, id, status, reason))
+            .run(move |tx| write::set_job_status(tx, cmd, now))
             .await
     }
 
     async fn add_tasks(&self, job_id: JobId, tasks: Vec<NewTask>) -> Result<Vec<Task>, StoreError> {
+        let cmd = AddTasks { job_id, tasks };
+        let now = self.env.now();
         self.writer
-            .run(move |tx| writer::add_tasks(tx, job_id, tasks))
+            .run(move |tx| write::add_tasks(tx, cmd, now))
             .await
     }
 
@@ -243,8 +266,9 @@ impl Store for SqliteStore {
         &self,
         updates: Vec<TaskUpdate>,
     ) -> Result<Vec<Result<Task, StoreError>>, StoreError> {
+        let now = self.env.now();
         self.writer
-            .run(move |tx| writer::update_tasks(tx, updates))
+            .run(move |tx| write::update_tasks(tx, updates, now))
             .await
     }
 
@@ -260,7 +284,46 @@ impl Store for SqliteStore {
     }
 
     async fn add_note(&self, note: NewNote) -> Result<HistoryEvent, StoreError> {
-        self.writer.run(move |tx| writer::add_note(tx, note)).await
+        let now = self.env.now();
+        self.writer
+            .run(move |tx| write::add_note(tx, note, now))
+            .await
+    }
+
+    async fn feed(&self, after: Position, limit: u32) -> Result<Vec<FeedEvent>, StoreError> {
+        self.readers.run(move |c| rows::feed(c, after, limit)).await
+    }
+
+    fn feed_signal(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.writer.committed()
+    }
+
+    async fn claim_outbox(
+        &self,
+        relay: &str,
+        max_jobs: u32,
+        lease: Duration,
+    ) -> Result<Vec<OutboxItem>, StoreError> {
+        let relay = relay.to_owned();
+        let now = self.env.now();
+        self.writer
+            .run(move |tx| write::claim_outbox(tx, &relay, max_jobs, lease, now))
+            .await
+    }
+
+    async fn ack_outbox(&self, relay: &str, seqs: &[i64]) -> Result<(), StoreError> {
+        let (relay, seqs) = (relay.to_owned(), seqs.to_vec());
+        self.writer
+            .run(move |tx| write::ack_outbox(tx, &relay, &seqs))
+            .await
+    }
+
+    async fn outbox_backlog(&self) -> Result<u64, StoreError> {
+        self.readers.run(rows::outbox_backlog).await
+    }
+
+    fn background(&self) -> Vec<Arc<dyn Loop>> {
+        vec![self.checkpointer.clone()]
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
@@ -271,9 +334,6 @@ impl Store for SqliteStore {
     }
 
     async fn close(&self) {
-        if let Ok(mut c) = self.checkpointer.lock() {
-            c.stop();
-        }
         self.writer.close().await;
     }
 }
@@ -301,7 +361,7 @@ mod tests {
             ..Default::default()
         };
         let job = store
-            .create_job(job.validate(&limits).unwrap())
+            .create_job(job.validate(&limits, &crate::system::SystemIds).unwrap())
             .await
             .unwrap()
             .value;
@@ -321,7 +381,7 @@ mod tests {
                         meta: Some(serde_json::json!({"note": "x".repeat(64)})),
                         ..Default::default()
                     };
-                    t.validate(&limits).unwrap()
+                    t.validate(&limits, &crate::system::SystemIds).unwrap()
                 })
                 .collect();
             store.add_tasks(job.id, tasks).await.unwrap();

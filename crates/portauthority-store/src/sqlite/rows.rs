@@ -14,15 +14,15 @@ use serde_json::value::RawValue;
 
 pub(crate) const JOB_COLUMNS: &str = "id, correlation_id, type, namespace, status, status_explicit, \
     auto_complete, start_time, end_time, tasks_total, tasks_pending, tasks_in_progress, \
-    tasks_failed, tasks_completed, tasks_cancelled, meta, created_at, updated_at";
+    tasks_failed, tasks_completed, tasks_cancelled, meta, created_at, updated_at, last_seq";
 
 pub(crate) const TASK_COLUMNS: &str = "id, job_id, type, namespace, status, attempt, start_time, \
     end_time, progress_current, progress_total, error, meta, timeout_seconds, created_at, updated_at";
 
-const HISTORY_COLUMNS: &str = "seq, job_id, task_id, kind, time, from_status, to_status, reason, \
-    message, data, progress_current, progress_total";
+pub(crate) const HISTORY_COLUMNS: &str = "seq, job_id, task_id, kind, time, from_status, to_status, \
+    reason, message, data, progress_current, progress_total, job_seq";
 
-pub(crate) use crate::state::JobRow;
+use portauthority_core::plan::{JobHead, StoredJob};
 
 fn bad_row(what: &str) -> rusqlite::Error {
     rusqlite::Error::InvalidColumnType(0, what.to_owned(), rusqlite::types::Type::Null)
@@ -67,8 +67,8 @@ fn progress_cols(row: &Row<'_>, i: usize) -> rusqlite::Result<Option<Progress>> 
     }))
 }
 
-pub(crate) fn job_from_row(row: &Row<'_>) -> rusqlite::Result<JobRow> {
-    Ok(JobRow {
+pub(crate) fn job_from_row(row: &Row<'_>) -> rusqlite::Result<StoredJob> {
+    Ok(StoredJob {
         job: Job {
             id: JobId::from_uuid(uuid_col(row, 0)?),
             correlation_id: row.get(1)?,
@@ -91,6 +91,7 @@ pub(crate) fn job_from_row(row: &Row<'_>) -> rusqlite::Result<JobRow> {
             updated_at: time_col(row, 17)?,
         },
         explicit: row.get(5)?,
+        last_seq: row.get(18)?,
     })
 }
 
@@ -128,10 +129,11 @@ pub(crate) fn event_from_row(row: &Row<'_>) -> rusqlite::Result<HistoryEvent> {
         message: row.get(8)?,
         data: row.get::<_, Option<String>>(9)?.map(raw_json).transpose()?,
         progress: progress_cols(row, 10)?,
+        job_seq: row.get(12)?,
     })
 }
 
-pub(crate) fn job(c: &Connection, id: JobId) -> Result<Option<JobRow>, StoreError> {
+pub(crate) fn job(c: &Connection, id: JobId) -> Result<Option<StoredJob>, StoreError> {
     c.prepare_cached(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1"))
         .map_err(internal)?
         .query_row([id.as_bytes()], job_from_row)
@@ -139,14 +141,16 @@ pub(crate) fn job(c: &Connection, id: JobId) -> Result<Option<JobRow>, StoreErro
         .map_err(internal)
 }
 
-pub(crate) fn job_state(c: &Connection, id: JobId) -> Result<Option<JobState>, StoreError> {
+/// Only what the rules need of a job: cheaper than the whole row on the hot path.
+pub(crate) fn job_head(c: &Connection, id: JobId) -> Result<Option<JobHead>, StoreError> {
     c.prepare_cached(
         "SELECT status, status_explicit, auto_complete, end_time, tasks_total, tasks_pending, \
-         tasks_in_progress, tasks_failed, tasks_completed, tasks_cancelled FROM jobs WHERE id = ?1",
+         tasks_in_progress, tasks_failed, tasks_completed, tasks_cancelled, last_seq \
+         FROM jobs WHERE id = ?1",
     )
     .map_err(internal)?
     .query_row([id.as_bytes()], |r| {
-        Ok(JobState {
+        let state = JobState {
             status: status_col(r, 0)?,
             explicit: r.get(1)?,
             auto_complete: r.get(2)?,
@@ -159,6 +163,10 @@ pub(crate) fn job_state(c: &Connection, id: JobId) -> Result<Option<JobState>, S
                 completed: r.get(8)?,
                 cancelled: r.get(9)?,
             },
+        };
+        Ok(JobHead {
+            state,
+            last_seq: r.get(10)?,
         })
     })
     .optional()
@@ -171,15 +179,6 @@ pub(crate) fn task(c: &Connection, id: TaskId) -> Result<Option<Task>, StoreErro
         .query_row([id.as_bytes()], task_from_row)
         .optional()
         .map_err(internal)
-}
-
-pub(crate) fn event(c: &Connection, seq: i64) -> Result<HistoryEvent, StoreError> {
-    c.prepare_cached(&format!(
-        "SELECT {HISTORY_COLUMNS} FROM history WHERE seq = ?1"
-    ))
-    .map_err(internal)?
-    .query_row([seq], event_from_row)
-    .map_err(internal)
 }
 
 /// `WHERE` clauses and their parameters, built up filter by filter.
@@ -540,4 +539,52 @@ pub(crate) fn history(
     .map_err(internal)?
     .collect::<rusqlite::Result<Vec<_>>>()
     .map_err(internal)
+}
+
+/// A job's pending and in-progress tasks, with their statuses.
+pub(crate) fn open_tasks(c: &Connection, job: JobId) -> Result<Vec<(TaskId, Status)>, StoreError> {
+    c.prepare_cached("SELECT id, status FROM tasks WHERE job_id = ?1 AND status IN (?2, ?3)")
+        .map_err(internal)?
+        .query_map(
+            rusqlite::params![
+                job.as_bytes(),
+                Status::Pending.code(),
+                Status::InProgress.code()
+            ],
+            |r| Ok((TaskId::from_uuid(uuid_col(r, 0)?), status_col(r, 1)?)),
+        )
+        .map_err(internal)?
+        .collect::<rusqlite::Result<_>>()
+        .map_err(internal)
+}
+
+/// The change feed: history in `seq` order, which the one writer makes commit order.
+pub(crate) fn feed(
+    c: &Connection,
+    after: crate::Position,
+    limit: u32,
+) -> Result<Vec<crate::FeedEvent>, StoreError> {
+    c.prepare_cached(&format!(
+        "SELECT {HISTORY_COLUMNS} FROM history WHERE seq > ?1 ORDER BY seq LIMIT ?2"
+    ))
+    .map_err(internal)?
+    .query_map(rusqlite::params![after.seq, limit], event_from_row)
+    .map_err(internal)?
+    .map(|e| {
+        e.map(|event| crate::FeedEvent {
+            position: crate::Position {
+                horizon: 0,
+                seq: event.seq,
+            },
+            event,
+        })
+    })
+    .collect::<rusqlite::Result<_>>()
+    .map_err(internal)
+}
+
+pub(crate) fn outbox_backlog(c: &Connection) -> Result<u64, StoreError> {
+    c.query_row("SELECT count(*) FROM outbox", [], |r| r.get::<_, i64>(0))
+        .map(|n| n as u64)
+        .map_err(internal)
 }

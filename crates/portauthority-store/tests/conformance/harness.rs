@@ -1,7 +1,5 @@
 //! Running a scenario against each store, and the small helpers scenarios share.
 
-#![allow(dead_code)]
-
 use portauthority_core::api::{
     CreateJobRequest, CreateTaskRequest, HistoryEvent, Job, NewJob, NewTask, Task,
 };
@@ -10,9 +8,6 @@ use portauthority_store::{HistoryScope, Paging, Store, StoreError, TaskFilter, T
 use serde::Serialize;
 use std::future::Future;
 use std::sync::Arc;
-
-/// The environment variable naming a PostgreSQL server the suite may create databases on.
-pub const DATABASE_URL_VAR: &str = "PORTAUTHORITY_TEST_DATABASE_URL";
 
 /// Runs `scenario` against a SQLite store on a fresh file in a temporary directory.
 pub async fn run_sqlite<F, Fut>(scenario: F)
@@ -40,11 +35,10 @@ where
     F: FnOnce(Arc<dyn Store>) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    let Ok(admin_url) = std::env::var(DATABASE_URL_VAR) else {
-        eprintln!("skipping: {DATABASE_URL_VAR} is not set");
+    let Some(admin_url) = portauthority_testkit::postgres::admin_url() else {
         return;
     };
-    let url = portauthority_store::postgres::scratch_database(&admin_url, "pa_conf")
+    let url = portauthority_testkit::postgres::scratch_database(&admin_url, "pa_conf")
         .await
         .expect("a scratch database can be created");
     let store = portauthority_store::open(&url)
@@ -77,7 +71,7 @@ where
 }
 
 pub async fn drop_database(admin_url: &str, url: &str) {
-    portauthority_store::postgres::drop_scratch_database(admin_url, url)
+    portauthority_testkit::postgres::drop_scratch_database(admin_url, url)
         .await
         .expect("drop the scratch database");
 }
@@ -92,7 +86,7 @@ pub fn limits() -> Limits {
 /// A job request with a client-supplied id and the required fields filled in.
 pub fn job_req() -> CreateJobRequest {
     CreateJobRequest {
-        id: Some(JobId::new()),
+        id: Some(JobId::from_uuid(uuid::Uuid::now_v7())),
         job_type: Some("conformance.job".into()),
         namespace: Some("com.example.conformance".into()),
         ..CreateJobRequest::default()
@@ -102,7 +96,7 @@ pub fn job_req() -> CreateJobRequest {
 /// A task request with a client-supplied id and the required fields filled in.
 pub fn task_req() -> CreateTaskRequest {
     CreateTaskRequest {
-        id: Some(TaskId::new()),
+        id: Some(TaskId::from_uuid(uuid::Uuid::now_v7())),
         task_type: Some("conformance.task".into()),
         namespace: Some("com.example.conformance.tasks".into()),
         ..CreateTaskRequest::default()
@@ -110,11 +104,13 @@ pub fn task_req() -> CreateTaskRequest {
 }
 
 pub fn new_job(req: CreateJobRequest) -> NewJob {
-    req.validate(&limits()).expect("a valid job request")
+    req.validate(&limits(), &portauthority_store::system::SystemIds)
+        .expect("a valid job request")
 }
 
 pub fn new_task(req: CreateTaskRequest) -> NewTask {
-    req.validate(&limits()).expect("a valid task request")
+    req.validate(&limits(), &portauthority_store::system::SystemIds)
+        .expect("a valid task request")
 }
 
 pub fn new_tasks(reqs: Vec<CreateTaskRequest>) -> Vec<NewTask> {
@@ -306,3 +302,73 @@ macro_rules! assert_err {
     };
 }
 pub(crate) use assert_err;
+
+// ---------------------------------------------------------------------------------------
+// Scenarios that need more than the trait: the store's clock, its database URL.
+
+/// What a `conformance_ctx!` scenario gets besides the store.
+#[derive(Clone)]
+pub struct Ctx {
+    /// The store's clock: starts at the real time, moves only when told.
+    pub clock: Arc<portauthority_core::ManualClock>,
+    /// The database the store runs on.
+    pub url: String,
+}
+
+fn manual_env() -> (
+    portauthority_core::Env,
+    Arc<portauthority_core::ManualClock>,
+) {
+    let now = portauthority_core::Clock::now(&portauthority_store::system::SystemClock);
+    let clock = Arc::new(portauthority_core::ManualClock::new(now));
+    let env = portauthority_core::Env::new(
+        clock.clone(),
+        Arc::new(portauthority_store::system::SystemIds),
+    );
+    (env, clock)
+}
+
+pub async fn run_sqlite_ctx<F, Fut>(scenario: F)
+where
+    F: FnOnce(Arc<dyn Store>, Ctx) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let url = format!("sqlite://{}", dir.path().join("conformance.db").display());
+    let (env, clock) = manual_env();
+    let store = portauthority_store::open_with(&url, env)
+        .await
+        .expect("the SQLite store opens");
+    let ctx = Ctx { clock, url };
+    let outcome = run(store, |s| scenario(s, ctx)).await;
+    drop(dir);
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+pub async fn run_postgres_ctx<F, Fut>(scenario: F)
+where
+    F: FnOnce(Arc<dyn Store>, Ctx) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let Some(admin_url) = portauthority_testkit::postgres::admin_url() else {
+        return;
+    };
+    let url = portauthority_testkit::postgres::scratch_database(&admin_url, "pa_conf")
+        .await
+        .expect("a scratch database can be created");
+    let (env, clock) = manual_env();
+    let store = portauthority_store::open_with(&url, env)
+        .await
+        .expect("the PostgreSQL store opens");
+    let ctx = Ctx {
+        clock,
+        url: url.clone(),
+    };
+    let outcome = run(store, |s| scenario(s, ctx)).await;
+    drop_database(&admin_url, &url).await;
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+}

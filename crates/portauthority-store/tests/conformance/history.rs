@@ -3,7 +3,7 @@
 
 use crate::harness::*;
 use portauthority_core::api::{EventKind, HistoryEvent, Progress};
-use portauthority_core::{JobId, Status, TaskChange, TaskId, Timestamp};
+use portauthority_core::{JobId, Status, TaskChange, TaskId};
 use portauthority_store::{HistoryScope, NewNote, Store, TaskUpdate};
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -67,9 +67,9 @@ async fn lived_job(store: &Arc<dyn Store>) -> (JobId, TaskId, TaskId) {
 async fn a_jobs_history_records_every_change_of_the_job_and_its_tasks_in_order(
     store: Arc<dyn Store>,
 ) {
-    let before = Timestamp::now();
+    let before = portauthority_core::Clock::now(&portauthority_store::system::SystemClock);
     let (job, t1, t2) = lived_job(&store).await;
-    let after = Timestamp::now();
+    let after = portauthority_core::Clock::now(&portauthority_store::system::SystemClock);
     let events = history(&store, HistoryScope::Job(job)).await;
     use EventKind::*;
     use Status::*;
@@ -283,7 +283,7 @@ async fn a_note_is_appended_with_its_data(store: Arc<dyn Store>) {
         .seq;
 
     let data = r#"{"zeta":[1,{"b":null,"a":true}],"alpha":"ü ✓","n":-0.25}"#;
-    let before = Timestamp::now();
+    let before = portauthority_core::Clock::now(&portauthority_store::system::SystemClock);
     let note = store
         .add_note(NewNote {
             job_id: job.id,
@@ -293,7 +293,7 @@ async fn a_note_is_appended_with_its_data(store: Arc<dyn Store>) {
         })
         .await
         .expect("add_note");
-    let after = Timestamp::now();
+    let after = portauthority_core::Clock::now(&portauthority_store::system::SystemClock);
     assert!(note.seq > last_seq);
     assert_eq!(note.kind, EventKind::Note);
     assert_eq!(note.job_id, job.id);

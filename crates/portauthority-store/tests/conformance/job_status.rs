@@ -2,8 +2,8 @@
 //! tasks), and reopened by a retry.
 
 use crate::harness::*;
+use portauthority_core::Status;
 use portauthority_core::api::{CreateJobRequest, EventKind};
-use portauthority_core::{Status, Timestamp};
 use portauthority_store::{HistoryScope, Store};
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -35,7 +35,7 @@ async fn a_jobs_status_follows_its_tasks(store: Arc<dyn Store>) {
     step(0, Status::InProgress, Status::InProgress).await;
     step(0, Status::Completed, Status::InProgress).await;
     step(1, Status::Cancelled, Status::InProgress).await;
-    let before = Timestamp::now();
+    let before = portauthority_core::Clock::now(&portauthority_store::system::SystemClock);
     let done = step(2, Status::Completed, Status::Completed).await;
     assert!(done.end_time.unwrap() >= before);
 
@@ -104,12 +104,12 @@ async fn setting_a_job_failed_or_cancelled_cancels_its_open_tasks_with_one_event
             .unwrap()
             .seq;
 
-        let before = Timestamp::now();
+        let before = portauthority_core::Clock::now(&portauthority_store::system::SystemClock);
         let set = store
             .set_job_status(job.id, to, Some("operator said so".into()))
             .await
             .expect("set_job_status");
-        let after = Timestamp::now();
+        let after = portauthority_core::Clock::now(&portauthority_store::system::SystemClock);
         assert_eq!(set.status, to);
         assert_between(set.end_time.expect("end_time"), before, after, "end_time");
         assert_eq!(

@@ -27,9 +27,9 @@ fn meta() -> serde_json::Value {
 }
 
 async fn a_created_job_reads_back_with_every_field(store: Arc<dyn Store>) {
-    let id = JobId::new();
+    let id = JobId::from_uuid(uuid::Uuid::now_v7());
     let start = Timestamp::from_millis(1_600_409_367_133);
-    let before = Timestamp::now();
+    let before = portauthority_core::Clock::now(&portauthority_store::system::SystemClock);
     let created = store
         .create_job(new_job(CreateJobRequest {
             id: Some(id),
@@ -43,7 +43,7 @@ async fn a_created_job_reads_back_with_every_field(store: Arc<dyn Store>) {
         }))
         .await
         .expect("create_job");
-    let after = Timestamp::now();
+    let after = portauthority_core::Clock::now(&portauthority_store::system::SystemClock);
     assert!(created.created);
     let job = &created.value;
     assert_eq!(job.id, id);
@@ -79,7 +79,7 @@ async fn a_created_job_reads_back_with_every_field(store: Arc<dyn Store>) {
 }
 
 async fn a_job_without_optional_fields_gets_the_defaults(store: Arc<dyn Store>) {
-    let before = Timestamp::now();
+    let before = portauthority_core::Clock::now(&portauthority_store::system::SystemClock);
     let job = create(
         &store,
         CreateJobRequest {
@@ -90,7 +90,7 @@ async fn a_job_without_optional_fields_gets_the_defaults(store: Arc<dyn Store>) 
         },
     )
     .await;
-    let after = Timestamp::now();
+    let after = portauthority_core::Clock::now(&portauthority_store::system::SystemClock);
     assert_eq!(job.correlation_id, None);
     assert_eq!(job.meta.get(), "{}");
     assert!(job.auto_complete, "auto_complete defaults to true");
@@ -117,9 +117,9 @@ async fn a_created_task_reads_back_with_every_field(store: Arc<dyn Store>) {
         timeout_seconds: Some(90),
         ..with_job
     }]);
-    let before = Timestamp::now();
+    let before = portauthority_core::Clock::now(&portauthority_store::system::SystemClock);
     let job = create(&store, req).await;
-    let after = Timestamp::now();
+    let after = portauthority_core::Clock::now(&portauthority_store::system::SystemClock);
     assert_eq!(
         job.tasks,
         Counters {
@@ -145,9 +145,9 @@ async fn a_created_task_reads_back_with_every_field(store: Arc<dyn Store>) {
     assert_eq!(task.updated_at, task.created_at);
 
     // A task added later, with defaults.
-    let before = Timestamp::now();
+    let before = portauthority_core::Clock::now(&portauthority_store::system::SystemClock);
     let added = add(&store, job.id, vec![task_req()]).await;
-    let after = Timestamp::now();
+    let after = portauthority_core::Clock::now(&portauthority_store::system::SystemClock);
     assert_eq!(added.len(), 1);
     let t = &added[0];
     assert_eq!(t.meta.get(), "{}");

@@ -42,7 +42,9 @@ async fn list(store: &Arc<dyn Store>, filter: &JobFilter, paging: Paging) -> (Ve
 async fn every_list_path_pages_like_the_whole_list(store: Arc<dyn Store>) {
     // 36 jobs over two namespaces, two teams, three `n` values given as numbers and as
     // strings, three statuses, and start times with ties (the id breaks them).
-    let base = Timestamp::now().as_millis() - 3_600_000;
+    let base = portauthority_core::Clock::now(&portauthority_store::system::SystemClock)
+        .as_millis()
+        - 3_600_000;
     let mut all: Vec<Job> = Vec::new();
     for i in 0..36i64 {
         let n: serde_json::Value = if i % 2 == 0 {

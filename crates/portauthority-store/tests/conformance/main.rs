@@ -29,9 +29,30 @@ macro_rules! conformance {
     };
 }
 
+/// Like `conformance!`, for scenarios that also take a `harness::Ctx` (the store's clock,
+/// its URL).
+macro_rules! conformance_ctx {
+    ($($scenario:ident),+ $(,)?) => {
+        pastey::paste! {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn [<$scenario _sqlite>]() {
+                    crate::harness::run_sqlite_ctx($scenario).await;
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn [<$scenario _postgres>]() {
+                    crate::harness::run_postgres_ctx($scenario).await;
+                }
+            )+
+        }
+    };
+}
+
 mod harness;
 
 mod concurrency;
+mod feed;
 mod history;
 mod job_status;
 mod jobs;

@@ -15,8 +15,8 @@ conformance!(
 async fn an_unknown_job_is_not_found_by_every_method(store: Arc<dyn Store>) {
     // A store with data in it, so that "not found" is not just "empty".
     let (known, known_tasks) = create_with_tasks(&store, job_req(), 1).await;
-    let job = JobId::new();
-    let task = TaskId::new();
+    let job = JobId::from_uuid(uuid::Uuid::now_v7());
+    let task = TaskId::from_uuid(uuid::Uuid::now_v7());
     assert_err!(store.get_job(job).await, NotFound);
     assert_err!(
         store
@@ -70,7 +70,7 @@ async fn an_unknown_task_is_not_found_by_every_method(store: Arc<dyn Store>) {
     let (job, _) = create_with_tasks(&store, job_req(), 1).await;
     let job_before = get_job(&store, job.id).await;
     let events_before = history(&store, HistoryScope::Job(job.id)).await.len();
-    let task = TaskId::new();
+    let task = TaskId::from_uuid(uuid::Uuid::now_v7());
     assert_err!(store.get_task(job.id, task).await, NotFound);
     for status in Status::ALL {
         assert_err!(set_task(&store, job.id, task, status).await, NotFound);

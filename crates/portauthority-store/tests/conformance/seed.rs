@@ -1,5 +1,6 @@
 //! The bulk loader: seeded rows read back through the `Store` trait like rows the service
-//! wrote (consistent counters, statuses that follow the rules, every filter finds them).
+//! wrote (consistent counters, statuses that follow the rules, each job's events numbered
+//! from 1 without gaps and the next write numbered after them, every filter finds them).
 //! No timings here; docs/list-performance.md has those.
 //!
 //! Not a `conformance!` scenario: seeding needs the database URL, not only a store.
@@ -9,7 +10,7 @@ use portauthority_core::api::{Job, SortField};
 use portauthority_core::validate::meta_filter_values;
 use portauthority_core::{Counters, Status};
 use portauthority_store::seed::{self, JOB_TYPES, JOBS_PER_RELEASE, NAMESPACES, TEAMS};
-use portauthority_store::{HistoryScope, JobFilter, Paging, Store, TaskFilter};
+use portauthority_store::{HistoryScope, JobFilter, NewNote, Paging, Store, TaskFilter};
 use std::sync::Arc;
 
 const JOBS: u64 = 2_000;
@@ -24,11 +25,10 @@ async fn seeded_jobs_read_back_consistently_sqlite() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn seeded_jobs_read_back_consistently_postgres() {
-    let Ok(admin_url) = std::env::var(DATABASE_URL_VAR) else {
-        eprintln!("skipping: {DATABASE_URL_VAR} is not set");
+    let Some(admin_url) = portauthority_testkit::postgres::admin_url() else {
         return;
     };
-    let url = portauthority_store::postgres::scratch_database(&admin_url, "pa_seed")
+    let url = portauthority_testkit::postgres::scratch_database(&admin_url, "pa_seed")
         .await
         .expect("a scratch database can be created");
     let outcome = tokio::spawn({
@@ -57,8 +57,8 @@ async fn seeded_jobs_read_back_consistently(url: &str) {
     for job in &jobs {
         check_job(job);
     }
-    // Counters equal a recount of the tasks, tasks carry the job's namespace, and the
-    // history starts as the service's does.
+    // Counters equal a recount of the tasks, tasks carry the job's namespace, the history
+    // starts as the service's does and is numbered as the service numbers it.
     for job in jobs.iter().step_by(40) {
         let tasks = store
             .list_tasks(job.id, TaskFilter::default(), size(1000))
@@ -95,6 +95,30 @@ async fn seeded_jobs_read_back_consistently(url: &str) {
             last_job_event.map_or(Status::Pending, |e| e.to.expect("to")),
             job.status,
             "the job's last status event names its status"
+        );
+        let n = events.len() as i64;
+        assert!(n > job.tasks.total, "{}: {n} events", job.id);
+        assert_eq!(
+            events.iter().map(|e| e.job_seq).collect::<Vec<_>>(),
+            (1..=n).collect::<Vec<_>>(),
+            "the events of {} are numbered 1..={n} in order",
+            job.id
+        );
+        // The job row's last_seq is n: the next event the service writes is numbered n + 1.
+        let note = store
+            .add_note(NewNote {
+                job_id: job.id,
+                task_id: None,
+                message: "after the seed".into(),
+                data: None,
+            })
+            .await
+            .expect("add_note");
+        assert_eq!(
+            note.job_seq,
+            n + 1,
+            "a note on {} follows its seeded events",
+            job.id
         );
     }
 

@@ -19,7 +19,7 @@ async fn added_tasks_come_back_in_request_order_and_count_as_pending(store: Arc<
     let job = create(&store, job_req()).await;
     let reqs: Vec<CreateTaskRequest> = (0..5).map(|_| task_req()).collect();
     let ids: Vec<_> = reqs.iter().map(|t| t.id.unwrap()).collect();
-    let before = Timestamp::now();
+    let before = portauthority_core::Clock::now(&portauthority_store::system::SystemClock);
     let added = add(&store, job.id, reqs).await;
     assert_eq!(added.iter().map(|t| t.id).collect::<Vec<_>>(), ids);
     for t in &added {

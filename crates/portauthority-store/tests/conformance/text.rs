@@ -42,7 +42,7 @@ async fn text_the_edge_accepts_is_kept_exactly(store: Arc<dyn Store>) {
             namespace: Some(s.to_owned()),
             ..req.clone()
         }
-        .validate(&limits)
+        .validate(&limits, &portauthority_store::system::SystemIds)
         .is_ok();
         if names_ok {
             req.job_type = Some(s.to_owned());
@@ -54,7 +54,10 @@ async fn text_the_edge_accepts_is_kept_exactly(store: Arc<dyn Store>) {
         };
         let task_id = task.id.unwrap();
         req.tasks = Some(vec![task]);
-        let Ok(validated) = req.clone().validate(&limits) else {
+        let Ok(validated) = req
+            .clone()
+            .validate(&limits, &portauthority_store::system::SystemIds)
+        else {
             continue; // Refused at the edge: no store ever sees it.
         };
         let created = store

@@ -267,8 +267,8 @@ async fn each_update_in_a_batch_stands_on_its_own_and_answers_in_request_order(
         .expect("complete");
     let hi_done_before = get_task(&store, hi, hi_t[2]).await;
 
-    let unknown_task = TaskId::new();
-    let unknown_job = JobId::new();
+    let unknown_task = TaskId::from_uuid(uuid::Uuid::now_v7());
+    let unknown_job = JobId::from_uuid(uuid::Uuid::now_v7());
     let batch = vec![
         TaskUpdate::status(hi, hi_t[0], Status::InProgress), // 0 ok
         TaskUpdate::status(hi, unknown_task, Status::Completed), // 1 not found

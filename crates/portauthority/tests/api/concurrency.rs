@@ -1,10 +1,10 @@
 //! Many clients writing at once through one server (the workload of
-//! `tests/common/workload.rs`): 64 clients share jobs (each owning its own tasks) and the
+//! `portauthority_testkit::workload`): 64 clients share jobs (each owning its own tasks) and the
 //! stored counters, statuses and history must come out exactly as if the writes had been
 //! applied one by one. Runs on SQLite, or on PostgreSQL with `PORTAUTHORITY_TEST_STORE`.
 
 use crate::helpers::TestApp;
-use crate::workload;
+use portauthority_testkit::workload;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sixty_four_concurrent_clients_keep_counters_exact() {

@@ -2,13 +2,13 @@
 //! again on the same SQLite file. Everything it acknowledged must still be there, and
 //! nothing half-written.
 
-use crate::acked::{JobRecord, TaskRecord, next_status, verify};
-use crate::server::Server;
-use crate::workload::Rng;
 use futures::StreamExt;
 use portauthority_client::{Client, Error};
 use portauthority_core::api::{CreateJobRequest, CreateTaskRequest};
 use portauthority_core::{JobId, Status, TaskId};
+use portauthority_testkit::acked::{JobRecord, TaskRecord, next_status, verify};
+use portauthority_testkit::server::Server;
+use portauthority_testkit::workload::Rng;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -63,7 +63,7 @@ impl Writer {
         self.ledger.next_group += 1;
         let reqs = (0..n)
             .map(|_| CreateTaskRequest {
-                id: Some(TaskId::new()),
+                id: Some(TaskId::from_uuid(uuid::Uuid::now_v7())),
                 task_type: Some("step".into()),
                 namespace: Some("com.shipyard.tasks".into()),
                 ..Default::default()
@@ -101,7 +101,7 @@ impl Writer {
     /// ended explicitly. None: stop.
     async fn job(&mut self) -> Option<()> {
         let auto_complete = !self.rng.chance(20);
-        let id = JobId::new();
+        let id = JobId::from_uuid(uuid::Uuid::now_v7());
         let n = 1 + self.rng.below(6);
         let (group, tasks) = self.new_tasks(n);
         let req = CreateJobRequest {
@@ -201,7 +201,7 @@ async fn crash_and_recover() {
     let dir = tempfile::tempdir().expect("tempdir");
     let db = dir.path().join("crash.db");
     let url = format!("sqlite://{}", db.display());
-    let mut server = Server::start(&url, dir.path(), "first", None).await;
+    let mut server = Server::start(crate::portauthority(), &url, dir.path(), "first", None).await;
 
     let killed = Arc::new(AtomicBool::new(false));
     let started = Instant::now();
@@ -260,7 +260,7 @@ async fn crash_and_recover() {
         server.log_text()
     );
 
-    let restarted = Server::start(&url, dir.path(), "second", None).await;
+    let restarted = Server::start(crate::portauthority(), &url, dir.path(), "second", None).await;
     let client = restarted.client();
     let bad: Vec<String> = futures::stream::iter(&jobs)
         .map(|job| verify(&client, job))

@@ -657,7 +657,7 @@ async fn a_job_created_with_a_conflicting_task_is_not_created_at_all() {
     let app = TestApp::spawn().await;
     let (_, tasks) = seeded(&app).await;
     let before = snapshot(&app).await;
-    let id = JobId::new();
+    let id = JobId::from_uuid(uuid::Uuid::now_v7());
     let r = json_req(
         &app,
         Method::POST,
@@ -678,7 +678,7 @@ async fn a_task_id_twice_in_one_request_is_a_422() {
     let app = TestApp::spawn().await;
     let (job, _) = seeded(&app).await;
     let before = snapshot(&app).await;
-    let dup = TaskId::new();
+    let dup = TaskId::from_uuid(uuid::Uuid::now_v7());
     let r = json_req(
         &app,
         Method::POST,
@@ -765,7 +765,7 @@ async fn an_unknown_job_is_a_404_for_every_endpoint_and_nothing_is_created() {
     let app = TestApp::spawn().await;
     let (_, tasks) = seeded(&app).await;
     let before = snapshot(&app).await;
-    let ghost = JobId::new();
+    let ghost = JobId::from_uuid(uuid::Uuid::now_v7());
     let t = tasks[0].id;
     let cases = [
         (Method::GET, format!("/v1/jobs/{ghost}"), None),
@@ -818,7 +818,7 @@ async fn an_unknown_task_is_a_404_and_changes_nothing() {
     let app = TestApp::spawn().await;
     let (job, _) = seeded(&app).await;
     let before = snapshot(&app).await;
-    let ghost = TaskId::new();
+    let ghost = TaskId::from_uuid(uuid::Uuid::now_v7());
     let base = format!("/v1/jobs/{}/tasks/{ghost}", job.id);
     assert_problem(&get(&app, &base).await, 404);
     assert_problem(&get(&app, &format!("{base}/history")).await, 404);
@@ -1005,7 +1005,7 @@ fn garbage(job: JobId, task: TaskId) -> impl Strategy<Value = Garbage> {
         .prop_map(str::to_owned),
         2 => Just(job),
         2 => Just(task),
-        1 => Just(JobId::new().to_string()),
+        1 => Just(JobId::from_uuid(uuid::Uuid::now_v7()).to_string()),
         1 => "[a-zA-Z0-9%._~-]{0,12}",
     ];
     let query = prop_oneof![
@@ -1227,7 +1227,7 @@ async fn hand_picked_awkward_inputs_never_get_a_500() {
 async fn a_repeated_create_with_other_content_is_a_409_and_keeps_the_original() {
     let app = TestApp::spawn().await;
     let mut req = job_request("com.shipyard", "build");
-    req.id = Some(JobId::new());
+    req.id = Some(JobId::from_uuid(uuid::Uuid::now_v7()));
     req.tasks = Some(vec![task_request("step")]);
     let job = app.client.create_job(&req).await.expect("created");
     let before = snapshot(&app).await;

@@ -1,16 +1,14 @@
 //! Spawning the app for a test, and small request helpers.
 
-#![allow(dead_code)]
-
 use portauthority_client::Client;
 use portauthority_core::api::{CreateJobRequest, CreateTaskRequest, Job, Task};
 use portauthority_core::{JobId, Status, TaskId};
 use portauthority_server::{App, Config};
+use portauthority_testkit::postgres::DATABASE_URL_VAR;
 use serde_json::Value;
 use std::net::SocketAddr;
 use tempfile::TempDir;
 use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 
 /// A running server with its own fresh database, stopped when dropped.
 pub struct TestApp {
@@ -18,9 +16,9 @@ pub struct TestApp {
     pub client: Client,
     pub http: reqwest::Client,
     pub database_url: String,
-    pub dir: TempDir,
+    /// Holds the SQLite file; removed with the app.
+    _dir: TempDir,
     shutdown: Option<oneshot::Sender<()>>,
-    handle: Option<JoinHandle<anyhow::Result<()>>>,
 }
 
 impl TestApp {
@@ -42,7 +40,7 @@ impl TestApp {
         let app = App::build(config).await.expect("app builds");
         let addr = app.local_addr();
         let (tx, rx) = oneshot::channel::<()>();
-        let handle = tokio::spawn(app.run_until(async {
+        tokio::spawn(app.run_until(async {
             let _ = rx.await;
         }));
         let base = format!("http://{addr}");
@@ -51,24 +49,13 @@ impl TestApp {
             client: Client::new(base),
             http: reqwest::Client::new(),
             database_url,
-            dir,
+            _dir: dir,
             shutdown: Some(tx),
-            handle: Some(handle),
         }
     }
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
-    }
-
-    /// Stops the server gracefully and waits for it.
-    pub async fn stop(mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        if let Some(h) = self.handle.take() {
-            h.await.expect("server task").expect("server ran cleanly");
-        }
     }
 
     /// Sends a JSON body and returns status and parsed body (Null when empty).
@@ -140,7 +127,7 @@ impl Drop for TestApp {
         // A PostgreSQL scratch database is dropped with the app (on its own thread: Drop
         // cannot await, and the test's runtime may be shutting down).
         if self.database_url.starts_with("postgres")
-            && let Ok(admin) = std::env::var("PORTAUTHORITY_TEST_DATABASE_URL")
+            && let Ok(admin) = std::env::var(DATABASE_URL_VAR)
         {
             let url = self.database_url.clone();
             let _ = std::thread::spawn(move || {
@@ -148,7 +135,7 @@ impl Drop for TestApp {
                     .enable_all()
                     .build();
                 if let Ok(rt) = rt {
-                    let _ = rt.block_on(portauthority_store::postgres::drop_scratch_database(
+                    let _ = rt.block_on(portauthority_testkit::postgres::drop_scratch_database(
                         &admin, &url,
                     ));
                 }
@@ -163,9 +150,9 @@ impl Drop for TestApp {
 pub async fn fresh_database_url(dir: &TempDir) -> String {
     match std::env::var("PORTAUTHORITY_TEST_STORE").as_deref() {
         Ok("postgres") => {
-            let admin = std::env::var("PORTAUTHORITY_TEST_DATABASE_URL")
+            let admin = std::env::var(DATABASE_URL_VAR)
                 .expect("PORTAUTHORITY_TEST_STORE=postgres needs PORTAUTHORITY_TEST_DATABASE_URL");
-            portauthority_store::postgres::scratch_database(&admin, "pa_test")
+            portauthority_testkit::postgres::scratch_database(&admin, "pa_test")
                 .await
                 .expect("scratch database created")
         }

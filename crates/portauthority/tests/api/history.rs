@@ -550,14 +550,21 @@ async fn a_note_on_an_unknown_job_or_task_is_a_404() {
     let (job, _) = app.job_with_tasks("com.shipyard.history", 1).await;
     let (code, body) = app
         .post(
-            &format!("/v1/jobs/{}/history", JobId::new()),
+            &format!(
+                "/v1/jobs/{}/history",
+                JobId::from_uuid(uuid::Uuid::now_v7())
+            ),
             json!({"message": "hello"}),
         )
         .await;
     assert_problem(code, &body, 404);
     let (code, body) = app
         .post(
-            &format!("/v1/jobs/{}/tasks/{}/history", job.id, TaskId::new()),
+            &format!(
+                "/v1/jobs/{}/tasks/{}/history",
+                job.id,
+                TaskId::from_uuid(uuid::Uuid::now_v7())
+            ),
             json!({"message": "hello"}),
         )
         .await;
@@ -624,17 +631,17 @@ async fn a_status_batch_answers_each_item_in_order_and_applies_only_the_good_one
         total: Some(4),
     });
     let updates = vec![
-        item(j1.id, t1[0].id, "in_progress"),      // 200
-        item(j1.id, TaskId::new(), "completed"),   // 404 unknown task
-        item(j1.id, t1[2].id, "pending"),          // 409 completed is final
+        item(j1.id, t1[0].id, "in_progress"), // 200
+        item(j1.id, TaskId::from_uuid(uuid::Uuid::now_v7()), "completed"), // 404 unknown task
+        item(j1.id, t1[2].id, "pending"),     // 409 completed is final
         item("not-a-uuid", t1[1].id, "completed"), // 422 bad job id
-        item(j1.id, "nope", "completed"),          // 422 bad task id
-        item(j1.id, t1[1].id, "finished"),         // 422 unknown status
-        with_progress,                             // 200
-        item(j1.id, t2[1].id, "completed"),        // 404: task of another job
-        item(JobId::new(), t1[1].id, "failed"),    // 404 unknown job
-        item(j1.id, t1[1].id, "failed"),           // 200
-        item(j1.id, t1[2].id, "completed"),        // 200 no-op
+        item(j1.id, "nope", "completed"),     // 422 bad task id
+        item(j1.id, t1[1].id, "finished"),    // 422 unknown status
+        with_progress,                        // 200
+        item(j1.id, t2[1].id, "completed"),   // 404: task of another job
+        item(JobId::from_uuid(uuid::Uuid::now_v7()), t1[1].id, "failed"), // 404 unknown job
+        item(j1.id, t1[1].id, "failed"),      // 200
+        item(j1.id, t1[2].id, "completed"),   // 200 no-op
     ];
     let expected = [200, 404, 409, 422, 422, 422, 200, 404, 404, 200, 200];
     let sent: Vec<(String, String)> = updates

@@ -1,8 +1,7 @@
 //! HTTP integration tests: a real server on port 0 with a fresh database per test, driven
-//! through the typed client and raw HTTP. All modules compile into this one binary.
+//! through the typed client and raw HTTP. All modules compile into this one binary; what
+//! it shares with the PostgreSQL tests is in `portauthority-testkit`.
 
-#[path = "../common/acked.rs"]
-mod acked;
 mod concurrency;
 mod crash;
 mod errors;
@@ -12,8 +11,9 @@ mod idempotency;
 mod lists;
 mod rollup;
 mod seed;
-#[path = "../common/server.rs"]
-mod server;
 mod shutdown;
-#[path = "../common/workload.rs"]
-mod workload;
+
+/// The binary under test, for the tests that run it as a child process.
+fn portauthority() -> &'static std::path::Path {
+    std::path::Path::new(env!("CARGO_BIN_EXE_portauthority"))
+}

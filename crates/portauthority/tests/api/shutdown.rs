@@ -2,13 +2,13 @@
 //! (exit 0, every acknowledged write kept).
 
 use crate::helpers::{job_request, task_request};
-use crate::server::Server;
 use portauthority_core::Status;
+use portauthority_testkit::server::Server;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 fn migrate(db: &std::path::Path) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_portauthority"))
+    let out = Command::new(crate::portauthority())
         .args([
             "migrate",
             "--database-url",
@@ -52,7 +52,7 @@ async fn sigterm_stops_the_server_gracefully_and_keeps_every_write() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("s.db");
     let url = format!("sqlite://{}", db.display());
-    let mut server = Server::start(&url, dir.path(), "first", None).await;
+    let mut server = Server::start(crate::portauthority(), &url, dir.path(), "first", None).await;
     let client = server.client();
     let job = client
         .create_job(&job_request("com.shipyard.stop", "build"))
@@ -98,7 +98,7 @@ async fn sigterm_stops_the_server_gracefully_and_keeps_every_write() {
         "a graceful stop checkpoints the WAL into the database file"
     );
 
-    let again = Server::start(&url, dir.path(), "second", None).await;
+    let again = Server::start(crate::portauthority(), &url, dir.path(), "second", None).await;
     let stored = again.client().get_job(job.id).await.unwrap();
     assert_eq!(stored.status, Status::Completed);
     assert_eq!(stored.tasks.completed, 1);

@@ -1,19 +1,7 @@
-//! Scratch PostgreSQL databases, taking turns, and the small pieces the tests share
-//! (servers: `tests/common/server.rs`).
+//! Taking turns, the runtime, and scratch databases named for this binary. The rest the
+//! tests share with the HTTP suite is in `portauthority-testkit`.
 
 use std::sync::{Mutex, MutexGuard};
-
-/// The server the scratch databases are created on, or None (after saying so) when the
-/// variable is not set.
-pub fn admin_url() -> Option<String> {
-    match std::env::var("PORTAUTHORITY_TEST_DATABASE_URL") {
-        Ok(url) if !url.trim().is_empty() => Some(url),
-        _ => {
-            eprintln!("skipping: PORTAUTHORITY_TEST_DATABASE_URL is not set");
-            None
-        }
-    }
-}
 
 /// Held by every test of this binary for its whole run: the restart test stops the
 /// PostgreSQL cluster, which must not happen under another test's load. A test that
@@ -34,9 +22,7 @@ pub fn runtime() -> tokio::runtime::Runtime {
 
 /// A fresh, empty database on the test server.
 pub async fn scratch_database(admin: &str) -> String {
-    portauthority_store::postgres::scratch_database(admin, "pa_pgtest")
+    portauthority_testkit::postgres::scratch_database(admin, "pa_pgtest")
         .await
         .expect("create a scratch database")
 }
-
-pub use crate::workload::{Rng, first};

@@ -6,15 +6,18 @@
 //! Runs only with `PORTAUTHORITY_TEST_PG_RESTART=1` as well: it stops the cluster for
 //! everyone on the machine.
 
-use crate::acked::{JobRecord, TaskRecord, next_status, verify};
-use crate::harness::{Rng, admin_url, first, runtime, scratch_database, serial};
-use crate::server::Server;
+use crate::harness::{runtime, scratch_database, serial};
 use futures::StreamExt;
 use portauthority_core::api::{
     CreateJobRequest, CreateTaskRequest, CreateTasksRequest, SetJobStatusRequest,
     SetTaskStatusRequest,
 };
 use portauthority_core::{JobId, Status, TaskId};
+use portauthority_testkit::acked::{JobRecord, TaskRecord, next_status, verify};
+use portauthority_testkit::postgres::admin_url;
+use portauthority_testkit::server::Server;
+use portauthority_testkit::skip;
+use portauthority_testkit::workload::{Rng, first};
 use reqwest::Method;
 use serde_json::Value;
 use std::sync::Arc;
@@ -39,10 +42,10 @@ const TEST_LIMIT: Duration = Duration::from_secs(180);
 fn postgres_restart_during_writes_loses_no_acknowledged_write() {
     let Some(admin) = admin_url() else { return };
     if std::env::var("PORTAUTHORITY_TEST_PG_RESTART").as_deref() != Ok("1") {
-        eprintln!(
-            "skipping: PORTAUTHORITY_TEST_PG_RESTART is not 1; this test stops and starts the \
-             machine's PostgreSQL cluster (pg_ctlcluster), which disturbs anything else using \
-             it, so it only runs when asked to (.ci/run sets it)"
+        skip::because(
+            "PORTAUTHORITY_TEST_PG_RESTART is not 1 (the restart test stops and starts the \
+             machine's PostgreSQL cluster, which disturbs anything else using it, so it runs \
+             only when asked to; .ci/run sets it)",
         );
         return;
     }
@@ -298,7 +301,7 @@ impl Writer {
         self.next_group += 1;
         let reqs = (0..n)
             .map(|_| CreateTaskRequest {
-                id: Some(TaskId::new()),
+                id: Some(TaskId::from_uuid(uuid::Uuid::now_v7())),
                 task_type: Some("step".into()),
                 namespace: Some("com.shipyard.tasks".into()),
                 ..Default::default()
@@ -334,7 +337,7 @@ impl Writer {
     /// ended explicitly. None: stop.
     async fn job(&mut self) -> Option<()> {
         let auto_complete = !self.rng.chance(20);
-        let id = JobId::new();
+        let id = JobId::from_uuid(uuid::Uuid::now_v7());
         let n = 1 + self.rng.below(6);
         let (group, tasks) = self.new_tasks(n);
         let req = CreateJobRequest {
@@ -500,7 +503,7 @@ async fn run(admin: &str) {
     );
     let url = scratch_database(admin).await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut servers = Server::start_many(&url, dir.path(), 1, 16).await;
+    let mut servers = Server::start_many(crate::portauthority(), &url, dir.path(), 1, 16).await;
     let mut server = servers.pop().expect("one server");
 
     let stop = Arc::new(AtomicBool::new(false));

@@ -1,13 +1,14 @@
 //! Scale-out: three `portauthority serve` processes on one PostgreSQL database, 64 clients
 //! sending each request to the next process in turn, so that one job and its tasks are
-//! written through all three (the workload of `tests/common/workload.rs`). Counters,
+//! written through all three (the workload of `portauthority_testkit::workload`). Counters,
 //! statuses and history must come out exactly as if the accepted writes had been applied
 //! one by one.
 
-use crate::harness::{admin_url, runtime, scratch_database, serial};
-use crate::server::Server;
-use crate::workload;
+use crate::harness::{runtime, scratch_database, serial};
 use portauthority_client::Client;
+use portauthority_testkit::postgres::admin_url;
+use portauthority_testkit::server::Server;
+use portauthority_testkit::workload;
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
@@ -29,7 +30,7 @@ fn three_servers_on_one_database_keep_counters_exact() {
 /// Runs `portauthority migrate` on `url` as a child process; the exit status and output.
 fn migrate_process(url: String) -> std::thread::JoinHandle<std::process::Output> {
     std::thread::spawn(move || {
-        Command::new(env!("CARGO_BIN_EXE_portauthority"))
+        Command::new(crate::portauthority())
             .args(["migrate", "--database-url", &url])
             .env("PORTAUTHORITY_LOG", "warn")
             .stdin(Stdio::null())
@@ -46,7 +47,8 @@ async fn run(admin: &str) {
     // they all apply the migrations, taking turns on sqlx's advisory lock.
     let migrate = migrate_process(url.clone());
     let started = Instant::now();
-    let mut servers = Server::start_many(&url, dir.path(), SERVERS, POOL).await;
+    let mut servers =
+        Server::start_many(crate::portauthority(), &url, dir.path(), SERVERS, POOL).await;
     let migrate = tokio::task::spawn_blocking(move || migrate.join().expect("migrate thread"))
         .await
         .expect("join migrate");

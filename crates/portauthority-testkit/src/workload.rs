@@ -5,8 +5,7 @@
 //! ledger; afterwards every job is read back and must agree with it exactly: counters equal
 //! a recount, statuses follow the rules, exactly one history event per accepted change.
 //!
-//! Included by both test binaries (`#[path]`); each uses a part of it.
-#![allow(dead_code)]
+//! [`run`] takes one client per server; [`Report::assert_clean`] is the verdict.
 
 use futures::StreamExt;
 use portauthority_client::Client;
@@ -18,13 +17,14 @@ use portauthority_core::{Counters, JobId, Status, TaskId};
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
-pub const CLIENTS: usize = 64;
+/// Concurrent clients of a run.
+const CLIENTS: usize = 64;
 /// How long the clients keep starting new rounds.
 const RUN_FOR: Duration = Duration::from_secs(4);
 /// A bound on each client's rounds, whatever the speed of the machine.
 const MAX_ROUNDS: usize = 500;
 /// Jobs every client adds tasks to; with 64 clients about four work on each at a time.
-pub const SHARED_JOBS: usize = 16;
+const SHARED_JOBS: usize = 16;
 /// A whole test, start-up, workload and checks, must end within this.
 pub const TEST_LIMIT: Duration = Duration::from_secs(240);
 
@@ -33,10 +33,12 @@ pub const TEST_LIMIT: Duration = Duration::from_secs(240);
 pub struct Rng(u64);
 
 impl Rng {
+    /// A generator for `seed`; any seed, zero included, gives a usable sequence.
     pub fn new(seed: u64) -> Rng {
         Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
     }
 
+    /// The next number in `0..n` (`n` > 0).
     pub fn below(&mut self, n: u64) -> u64 {
         let mut x = self.0;
         x ^= x << 13;
@@ -46,6 +48,7 @@ impl Rng {
         x % n
     }
 
+    /// True `percent` times in a hundred.
     pub fn chance(&mut self, percent: u64) -> bool {
         self.below(100) < percent
     }
@@ -58,16 +61,19 @@ pub fn first(messages: &[String], n: usize) -> String {
 
 /// What a run did and what disagreed.
 pub struct Report {
+    /// Requests sent, over all servers.
     pub requests: u64,
     /// Requests sent to each server, in the order of the clients given to `run`.
     pub per_server: Vec<u64>,
     /// Failed requests (non-2xx or transport); each stops its client.
-    pub errors: Vec<String>,
+    errors: Vec<String>,
     /// Disagreements between what the server stores and the accepted writes.
-    pub bad: Vec<String>,
+    bad: Vec<String>,
 }
 
 impl Report {
+    /// Panics, listing the first failures and disagreements, unless the run was big
+    /// enough to mean something and every request succeeded and every job agreed.
     pub fn assert_clean(&self) {
         assert!(
             self.requests >= 10 * CLIENTS as u64,
@@ -98,7 +104,7 @@ pub async fn run(clients: Vec<Client>, seed: u64) -> Report {
     for i in 0..SHARED_JOBS {
         let auto_complete = (i / 4) % 2 == 0;
         let mut req = new_job("release", "com.shipyard.shared");
-        let anchor = TaskId::new();
+        let anchor = TaskId::from_uuid(uuid::Uuid::now_v7());
         req.auto_complete = Some(auto_complete);
         req.tasks = Some(vec![CreateTaskRequest {
             id: Some(anchor),
@@ -417,7 +423,7 @@ impl Worker {
 
     fn task_with_id(&mut self) -> CreateTaskRequest {
         CreateTaskRequest {
-            id: Some(TaskId::new()),
+            id: Some(TaskId::from_uuid(uuid::Uuid::now_v7())),
             ..new_task("step")
         }
     }
@@ -439,7 +445,7 @@ impl Worker {
     async fn round(&mut self, shared: JobId) -> Result<(), String> {
         let auto_complete = !self.rng.chance(30);
         let mut req = new_job("deploy", "com.shipyard.load");
-        req.id = Some(JobId::new());
+        req.id = Some(JobId::from_uuid(uuid::Uuid::now_v7()));
         req.auto_complete = Some(auto_complete);
         let initial: Vec<CreateTaskRequest> = (0..self.rng.below(4))
             .map(|_| self.task_with_id())

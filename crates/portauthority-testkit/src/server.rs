@@ -1,8 +1,10 @@
 //! `portauthority serve` as a child process, for the tests that need the real binary
 //! (SIGKILL, SIGTERM, several servers on one database, a database restart).
 //!
-//! Included by both test binaries (`#[path]`); each uses a part of it.
-#![allow(dead_code)]
+//! The caller names the binary: cargo tells only the integration tests of the
+//! `portauthority` crate where it is (`env!("CARGO_BIN_EXE_portauthority")`). Each server
+//! logs to a file of its own in the test's directory, read back with
+//! [`Server::log_text`] when something fails.
 
 use portauthority_client::Client;
 use std::fs::File;
@@ -16,15 +18,23 @@ const START_WITHIN: Duration = Duration::from_secs(30);
 /// A `portauthority serve` child process, killed (SIGKILL) and reaped when dropped, so a
 /// failing test never leaves a server behind.
 pub struct Server {
+    /// The process, for signals and its exit status.
     pub child: Child,
+    /// Its root URL, `http://127.0.0.1:PORT`.
     pub base: String,
     log: PathBuf,
 }
 
 impl Server {
-    /// Starts the binary on a free port over `database_url`, without waiting for it. With
-    /// `pool`, the size of its PostgreSQL pool.
-    pub fn spawn(database_url: &str, dir: &Path, name: &str, pool: Option<u32>) -> Server {
+    /// Starts `binary serve` on a free port over `database_url`, without waiting for it.
+    /// With `pool`, the size of its PostgreSQL pool.
+    fn spawn(
+        binary: &Path,
+        database_url: &str,
+        dir: &Path,
+        name: &str,
+        pool: Option<u32>,
+    ) -> Server {
         // The port can be taken again before the server binds it; then the server exits
         // and `start` tries another.
         let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -32,7 +42,7 @@ impl Server {
             .expect("probe a free port")
             .port();
         let log = dir.join(format!("{name}-{port}.log"));
-        let mut command = Command::new(env!("CARGO_BIN_EXE_portauthority"));
+        let mut command = Command::new(binary);
         command
             .args([
                 "serve",
@@ -55,12 +65,19 @@ impl Server {
         }
     }
 
-    /// Starts one server and waits until it answers `/healthz`, on another port if the
-    /// first was taken (three tries).
-    pub async fn start(database_url: &str, dir: &Path, name: &str, pool: Option<u32>) -> Server {
+    /// Starts one server (`binary serve`, logging to `dir/{name}-{port}.log`) and waits
+    /// until it answers `/healthz`, on another port if the first was taken (three tries).
+    /// With `pool`, the size of its PostgreSQL pool.
+    pub async fn start(
+        binary: &Path,
+        database_url: &str,
+        dir: &Path,
+        name: &str,
+        pool: Option<u32>,
+    ) -> Server {
         let mut last_log = String::new();
         for _ in 0..3 {
-            let mut server = Server::spawn(database_url, dir, name, pool);
+            let mut server = Server::spawn(binary, database_url, dir, name, pool);
             if server.wait_healthy(START_WITHIN).await {
                 return server;
             }
@@ -71,9 +88,15 @@ impl Server {
 
     /// Starts `n` servers at once on one database (they apply the migrations
     /// concurrently) and waits until every one answers `/healthz`.
-    pub async fn start_many(database_url: &str, dir: &Path, n: usize, pool: u32) -> Vec<Server> {
+    pub async fn start_many(
+        binary: &Path,
+        database_url: &str,
+        dir: &Path,
+        n: usize,
+        pool: u32,
+    ) -> Vec<Server> {
         let mut servers: Vec<Server> = (0..n)
-            .map(|i| Server::spawn(database_url, dir, &format!("server{i}"), Some(pool)))
+            .map(|i| Server::spawn(binary, database_url, dir, &format!("server{i}"), Some(pool)))
             .collect();
         let healthy =
             futures::future::join_all(servers.iter_mut().map(|s| s.wait_healthy(START_WITHIN)))
@@ -83,14 +106,14 @@ impl Server {
                 // Most likely its port was taken between the probe and the bind: again,
                 // alone. Anything else shows in the log `start` panics with.
                 let name = format!("server{i}-again");
-                servers[i] = Server::start(database_url, dir, &name, Some(pool)).await;
+                servers[i] = Server::start(binary, database_url, dir, &name, Some(pool)).await;
             }
         }
         servers
     }
 
     /// Polls `/healthz`; false if the process exits or the time runs out.
-    pub async fn wait_healthy(&mut self, within: Duration) -> bool {
+    async fn wait_healthy(&mut self, within: Duration) -> bool {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(1))
             .build()
@@ -110,6 +133,7 @@ impl Server {
         false
     }
 
+    /// Everything the server logged so far (empty if the file cannot be read).
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
@@ -129,6 +153,7 @@ impl Server {
             .expect("http client")
     }
 
+    /// A typed client for this server, over [`Server::http`].
     pub fn client(&self) -> Client {
         Client::with_http(self.http(), self.base.clone())
     }

@@ -3,7 +3,9 @@
 //! acknowledged is there, nothing is half-written, counters equal a recount, and each
 //! task's last status event matches its status.
 //!
-//! Included by both test binaries (`#[path]`).
+//! The tests keep one [`JobRecord`] per job they create, mark a change in flight before
+//! sending it and acknowledged when a 2xx answers it, then [`verify`] each job after the
+//! server (or its database) came back.
 
 use crate::workload::Rng;
 use portauthority_client::Client;
@@ -11,6 +13,7 @@ use portauthority_core::api::EventKind;
 use portauthority_core::{Counters, JobId, Status, TaskId};
 use std::collections::{HashMap, HashSet};
 
+/// One task as its client knows it.
 #[derive(Debug)]
 pub struct TaskRecord {
     pub id: TaskId,
@@ -24,17 +27,22 @@ pub struct TaskRecord {
     pub in_flight: Option<Status>,
 }
 
+/// One job as its client knows it.
 #[derive(Debug)]
 pub struct JobRecord {
     pub id: JobId,
+    /// Its creation was acknowledged (false: in flight when the test cut in).
     pub acked: bool,
     pub auto_complete: bool,
+    /// The acknowledged explicit status (`PUT .../status` on the job), if any.
     pub explicit: Option<Status>,
+    /// An explicit status sent and never answered with a 2xx.
     pub explicit_in_flight: Option<Status>,
     pub tasks: Vec<TaskRecord>,
 }
 
 impl JobRecord {
+    /// Whether the job is terminal by the acknowledged writes: nothing more may be sent.
     pub fn is_terminal(&self) -> bool {
         self.explicit.is_some()
             || (self.auto_complete

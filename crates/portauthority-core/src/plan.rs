@@ -1,0 +1,567 @@
+//! The command layer: one pure planner per command.
+//!
+//! A store loads the rows a command names, hands them to the command's planner here, and
+//! executes the [`Plan`] it returns in one transaction (SQLite: the writer's savepoint;
+//! PostgreSQL: a transaction that holds the job's row lock). A planner decides everything
+//! a command does: idempotent repeats and conflicts, the state machine's verdict
+//! (`machine.rs`), the rows to insert and update, the history events with their per-job
+//! sequence numbers, and which of those events are published ([`published`]). A store only
+//! maps rows and runs SQL; it never decides. When a planner refuses, nothing is written.
+//!
+//! Per-job order: every command that appends to a job's history runs while its job is
+//! locked, and numbers its events from the job's `last_seq` on, so a job's events are
+//! numbered 1, 2, 3, ... without gaps in the order they commit, on every store.
+
+use crate::api::{EventKind, HistoryEvent, Job, NewJob, NewTask, Task};
+use crate::command::{AddTasks, NewNote, SetJobStatus, TaskUpdate};
+use crate::ids::{JobId, TaskId};
+use crate::machine::{self, EventDraft, JobState, Refusal, TaskState};
+use crate::status::Status;
+use crate::time::Timestamp;
+use crate::validate::Meta;
+use serde_json::value::RawValue;
+use std::collections::HashMap;
+
+/// Whether an event of this kind goes to the outbox (to be published on the bus and to
+/// webhooks) as well as to the history. The one place that decides it.
+pub const fn published(kind: EventKind) -> bool {
+    matches!(
+        kind,
+        EventKind::Created | EventKind::TaskAdded | EventKind::StatusChanged
+    )
+}
+
+/// What a command reads and writes of a job row besides its tasks.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JobHead {
+    pub state: JobState,
+    /// The per-job sequence number of the job's last history event (0: none yet).
+    pub last_seq: i64,
+}
+
+/// A job row as loaded whole: what the API shows plus what only the rules read.
+#[derive(Clone, Debug)]
+pub struct StoredJob {
+    pub job: Job,
+    /// See `JobState::explicit`.
+    pub explicit: bool,
+    pub last_seq: i64,
+}
+
+impl StoredJob {
+    pub fn head(&self) -> JobHead {
+        JobHead {
+            state: JobState {
+                status: self.job.status,
+                explicit: self.explicit,
+                auto_complete: self.job.auto_complete,
+                counters: self.job.tasks,
+                end_time: self.job.end_time,
+            },
+            last_seq: self.last_seq,
+        }
+    }
+
+    /// The row as it is after `w`.
+    fn apply(&mut self, w: &JobWrite, now: Timestamp) {
+        let s = &w.after.state;
+        self.job.status = s.status;
+        self.job.end_time = s.end_time;
+        self.job.tasks = s.counters;
+        self.explicit = s.explicit;
+        self.last_seq = w.after.last_seq;
+        if w.state_changed() {
+            self.job.updated_at = now;
+        }
+    }
+}
+
+/// The state of a task as the rules see it.
+pub fn task_state(t: &Task) -> TaskState {
+    TaskState {
+        status: t.status,
+        attempt: t.attempt,
+        end_time: t.end_time,
+        progress: t.progress,
+        error: t.error.clone(),
+    }
+}
+
+/// A history event to append, numbered within its job.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewEvent {
+    pub job_id: JobId,
+    pub task_id: Option<TaskId>,
+    /// 1, 2, 3, ... per job, in commit order.
+    pub job_seq: i64,
+    pub draft: EventDraft,
+    /// A note's data: compact JSON.
+    pub data: Option<String>,
+}
+
+impl NewEvent {
+    /// Whether this event goes to the outbox too.
+    pub fn published(&self) -> bool {
+        published(self.draft.kind)
+    }
+
+    /// The event as the API shows it, once the store has given it its sequence number.
+    pub fn into_history(self, seq: i64, time: Timestamp) -> Result<HistoryEvent, Refusal> {
+        let data = self
+            .data
+            .map(RawValue::from_string)
+            .transpose()
+            .map_err(|e| Refusal::Invalid(format!("note data is not JSON: {e}")))?;
+        Ok(HistoryEvent {
+            seq,
+            job_seq: self.job_seq,
+            job_id: self.job_id,
+            task_id: self.task_id,
+            kind: self.draft.kind,
+            time,
+            from: self.draft.from,
+            to: self.draft.to,
+            reason: self.draft.reason,
+            message: self.draft.message,
+            data,
+            progress: self.draft.progress,
+        })
+    }
+}
+
+/// A job whose row changes: its head as loaded and as it must be written.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JobWrite {
+    pub id: JobId,
+    pub before: JobHead,
+    pub after: JobHead,
+}
+
+impl JobWrite {
+    /// Whether more than the sequence changes (status, counters, end time): then the row's
+    /// `updated_at` moves too. A heartbeat or a note changes only the sequence.
+    pub fn state_changed(&self) -> bool {
+        self.before.state != self.after.state
+    }
+
+    /// Whether status, explicitness or end time change (the columns most indexes cover).
+    pub fn status_changed(&self) -> bool {
+        let (b, a) = (&self.before.state, &self.after.state);
+        b.status != a.status || b.explicit != a.explicit || b.end_time != a.end_time
+    }
+}
+
+/// A task whose row changes: its new content and the status stored before.
+#[derive(Clone, Debug)]
+pub struct TaskWrite {
+    pub task: Task,
+    pub stored: Status,
+}
+
+/// A job to insert.
+#[derive(Clone, Debug)]
+pub struct JobInsert {
+    pub job: Job,
+    /// The validated meta, for the store's meta index rows.
+    pub meta: Meta,
+    /// The per-job sequence of the last of the events that create it.
+    pub last_seq: i64,
+}
+
+/// What a command writes, in one transaction. A store writes, in this order: the new job,
+/// the new tasks, the changed tasks, the cancelled tasks, the changed jobs, then the events
+/// (each published one with its outbox row).
+#[derive(Clone, Debug)]
+pub struct Plan {
+    pub now: Timestamp,
+    pub new_job: Option<JobInsert>,
+    pub new_tasks: Vec<Task>,
+    pub tasks: Vec<TaskWrite>,
+    /// Open tasks that become `cancelled` (status, end time and updated_at = `now`).
+    pub cancel: Vec<TaskId>,
+    pub jobs: Vec<JobWrite>,
+    pub events: Vec<NewEvent>,
+}
+
+impl Plan {
+    fn new(now: Timestamp) -> Plan {
+        Plan {
+            now,
+            new_job: None,
+            new_tasks: Vec::new(),
+            tasks: Vec::new(),
+            cancel: Vec::new(),
+            jobs: Vec::new(),
+            events: Vec::new(),
+        }
+    }
+
+    /// Whether there is nothing to write (an idempotent repeat).
+    pub fn is_empty(&self) -> bool {
+        self.new_job.is_none()
+            && self.new_tasks.is_empty()
+            && self.tasks.is_empty()
+            && self.cancel.is_empty()
+            && self.jobs.is_empty()
+            && self.events.is_empty()
+    }
+}
+
+/// Numbers the events of the jobs a plan touches and tracks their heads.
+struct Jobs {
+    heads: Vec<(JobId, JobHead, JobHead)>,
+}
+
+impl Jobs {
+    fn new() -> Jobs {
+        Jobs { heads: Vec::new() }
+    }
+
+    fn slot(&mut self, id: JobId, head: &JobHead) -> &mut (JobId, JobHead, JobHead) {
+        let i = match self.heads.iter().position(|(j, _, _)| *j == id) {
+            Some(i) => i,
+            None => {
+                self.heads.push((id, head.clone(), head.clone()));
+                self.heads.len() - 1
+            }
+        };
+        &mut self.heads[i]
+    }
+
+    /// Appends an event of job `id` (whose current head is `head`, if not yet tracked).
+    fn event(
+        &mut self,
+        plan: &mut Plan,
+        id: JobId,
+        head: &JobHead,
+        task_id: Option<TaskId>,
+        draft: EventDraft,
+        data: Option<String>,
+    ) {
+        let slot = self.slot(id, head);
+        slot.2.last_seq += 1;
+        plan.events.push(NewEvent {
+            job_id: id,
+            task_id,
+            job_seq: slot.2.last_seq,
+            draft,
+            data,
+        });
+    }
+
+    fn set_state(&mut self, id: JobId, head: &JobHead, state: JobState) {
+        self.slot(id, head).2.state = state;
+    }
+
+    fn current(&self, id: JobId) -> Option<&JobHead> {
+        self.heads
+            .iter()
+            .find(|(j, _, _)| *j == id)
+            .map(|(_, _, after)| after)
+    }
+
+    /// Adds a write for every job whose head changed.
+    fn finish(self, plan: &mut Plan) {
+        for (id, before, after) in self.heads {
+            if before != after {
+                plan.jobs.push(JobWrite { id, before, after });
+            }
+        }
+    }
+}
+
+/// Where a task to add stands against the task already stored under its id, if any: new
+/// (`None`: to insert), an idempotent repeat (`Some(stored)`), or a conflict.
+fn classify_task(
+    job_id: JobId,
+    t: &NewTask,
+    stored: Option<&Task>,
+) -> Result<Option<Task>, Refusal> {
+    match stored {
+        None => Ok(None),
+        Some(existing) if t.id_supplied && t.matches(job_id, existing) => {
+            Ok(Some(existing.clone()))
+        }
+        Some(existing) if existing.job_id != job_id => Err(Refusal::Conflict(format!(
+            "task id {} is already used by job {}",
+            t.id, existing.job_id
+        ))),
+        Some(_) => Err(Refusal::Conflict(format!(
+            "task {} already exists with different content",
+            t.id
+        ))),
+    }
+}
+
+/// A task as it is right after being added: pending, first attempt.
+fn added_task(job_id: JobId, t: &NewTask, now: Timestamp) -> Task {
+    Task {
+        id: t.id,
+        job_id,
+        task_type: t.task_type.as_str().to_owned(),
+        namespace: t.namespace.as_str().to_owned(),
+        status: Status::Pending,
+        start_time: t.start_time.unwrap_or(now),
+        end_time: None,
+        attempt: 1,
+        progress: None,
+        error: None,
+        meta: t.meta.to_raw(),
+        timeout_seconds: t.timeout_seconds,
+        created_at: now,
+        updated_at: now,
+    }
+}
+
+/// A job as the API returns it (and the row): its stored value, and whether this call
+/// created it (false: it already existed with the same content, and this is the stored
+/// one).
+#[derive(Clone, Debug)]
+pub struct Created<T> {
+    pub value: T,
+    pub created: bool,
+}
+
+/// Creates a job with its first tasks. `existing` is the job stored under the id, if any;
+/// `stored` the tasks stored under the ids of `new.tasks`.
+pub fn create_job(
+    new: NewJob,
+    existing: Option<StoredJob>,
+    stored: &HashMap<TaskId, Task>,
+    now: Timestamp,
+) -> Result<(Plan, Created<Job>), Refusal> {
+    let mut plan = Plan::new(now);
+    if let Some(existing) = existing {
+        let same = new.matches(&existing.job)
+            && new
+                .tasks
+                .iter()
+                .all(|t| t.id_supplied && stored.get(&t.id).is_some_and(|s| t.matches(new.id, s)));
+        if !same {
+            return Err(Refusal::Conflict(format!(
+                "job {} already exists with different content",
+                new.id
+            )));
+        }
+        let created = Created {
+            value: existing.job,
+            created: false,
+        };
+        return Ok((plan, created));
+    }
+    for t in &new.tasks {
+        if let Some(existing) = classify_task(new.id, t, stored.get(&t.id))? {
+            return Err(Refusal::Conflict(format!(
+                "task id {} is already used by job {}",
+                existing.id, existing.job_id
+            )));
+        }
+    }
+    let state = machine::new_job(new.auto_complete, new.tasks.len() as i64);
+    let job = Job {
+        id: new.id,
+        correlation_id: new.correlation_id.clone(),
+        job_type: new.job_type.as_str().to_owned(),
+        namespace: new.namespace.as_str().to_owned(),
+        status: state.status,
+        start_time: new.start_time.unwrap_or(now),
+        end_time: None,
+        tasks: state.counters,
+        meta: new.meta.to_raw(),
+        auto_complete: new.auto_complete,
+        created_at: now,
+        updated_at: now,
+    };
+    // Numbered from nothing: the inserted row carries the `last_seq` its events leave.
+    let empty = JobHead { state, last_seq: 0 };
+    let mut jobs = Jobs::new();
+    let created = EventDraft::simple(EventKind::Created);
+    jobs.event(&mut plan, new.id, &empty, None, created, None);
+    for t in &new.tasks {
+        plan.new_tasks.push(added_task(new.id, t, now));
+        let added = EventDraft::simple(EventKind::TaskAdded);
+        jobs.event(&mut plan, new.id, &empty, Some(t.id), added, None);
+    }
+    plan.new_job = Some(JobInsert {
+        job: job.clone(),
+        meta: new.meta,
+        last_seq: jobs.current(new.id).map_or(0, |h| h.last_seq),
+    });
+    Ok((
+        plan,
+        Created {
+            value: job,
+            created: true,
+        },
+    ))
+}
+
+/// Adds tasks to a job, all or none. `stored` holds the tasks stored under the ids of
+/// `cmd.tasks`. Tasks that are idempotent repeats are returned as stored.
+pub fn add_tasks(
+    cmd: AddTasks,
+    job: Option<JobHead>,
+    stored: &HashMap<TaskId, Task>,
+    now: Timestamp,
+) -> Result<(Plan, Vec<Task>), Refusal> {
+    let head = job.ok_or_else(|| Refusal::job_not_found(cmd.job_id))?;
+    let mut plan = Plan::new(now);
+    let mut parts = Vec::with_capacity(cmd.tasks.len());
+    for t in &cmd.tasks {
+        parts.push(classify_task(cmd.job_id, t, stored.get(&t.id))?);
+    }
+    let fresh = parts.iter().filter(|p| p.is_none()).count() as i64;
+    if fresh == 0 {
+        return Ok((plan, parts.into_iter().flatten().collect()));
+    }
+    let (state, job_event) = machine::add_tasks(&head.state, fresh, now)?;
+    let mut jobs = Jobs::new();
+    let mut out = Vec::with_capacity(parts.len());
+    for (t, part) in cmd.tasks.iter().zip(parts) {
+        out.push(match part {
+            Some(existing) => existing,
+            None => {
+                let task = added_task(cmd.job_id, t, now);
+                plan.new_tasks.push(task.clone());
+                let added = EventDraft::simple(EventKind::TaskAdded);
+                jobs.event(&mut plan, cmd.job_id, &head, Some(t.id), added, None);
+                task
+            }
+        });
+    }
+    jobs.set_state(cmd.job_id, &head, state);
+    if let Some(e) = job_event {
+        jobs.event(&mut plan, cmd.job_id, &head, None, e, None);
+    }
+    jobs.finish(&mut plan);
+    Ok((plan, out))
+}
+
+/// Whether setting `to` on `job` cancels its open tasks, so that the store must load them
+/// (their ids and statuses) for [`set_job_status`].
+pub fn set_job_status_cancels(job: &JobState, to: Status) -> bool {
+    machine::cancels_open_tasks(job, to)
+}
+
+/// Sets a job's status explicitly. `open` lists the job's pending and in-progress tasks
+/// when [`set_job_status_cancels`] says they are needed (else it may be empty).
+pub fn set_job_status(
+    cmd: SetJobStatus,
+    job: Option<StoredJob>,
+    open: &[(TaskId, Status)],
+    now: Timestamp,
+) -> Result<(Plan, Job), Refusal> {
+    let mut row = job.ok_or_else(|| Refusal::job_not_found(cmd.job_id))?;
+    let head = row.head();
+    let mut plan = Plan::new(now);
+    let out = machine::set_job_status(&head.state, cmd.to, cmd.reason.clone(), now)?;
+    let Some(job_event) = out.job_event else {
+        return Ok((plan, row.job));
+    };
+    let mut jobs = Jobs::new();
+    if out.cancel_open_tasks {
+        for (task_id, from) in open {
+            plan.cancel.push(*task_id);
+            let e = EventDraft::status(*from, Status::Cancelled, cmd.reason.clone());
+            jobs.event(&mut plan, cmd.job_id, &head, Some(*task_id), e, None);
+        }
+    }
+    jobs.set_state(cmd.job_id, &head, out.job);
+    jobs.event(&mut plan, cmd.job_id, &head, None, job_event, None);
+    jobs.finish(&mut plan);
+    for w in &plan.jobs {
+        row.apply(w, now);
+    }
+    Ok((plan, row.job))
+}
+
+/// Applies task updates (status changes, heartbeats), each on its own: items apply in
+/// request order, each seeing the changes of the items before it; a refused item (not
+/// found, a rule) changes nothing and gets its own refusal. `jobs` and `tasks` hold the
+/// rows found for the ids the updates name.
+pub fn update_tasks(
+    updates: &[TaskUpdate],
+    jobs: &HashMap<JobId, JobHead>,
+    mut tasks: HashMap<TaskId, Task>,
+    now: Timestamp,
+) -> (Plan, Vec<Result<Task, Refusal>>) {
+    let mut plan = Plan::new(now);
+    let mut heads = Jobs::new();
+    let mut results = Vec::with_capacity(updates.len());
+    // The stored status of each changed task, in the order of its first change.
+    let mut changed: Vec<(TaskId, Status)> = Vec::new();
+    for u in updates {
+        let (Some(loaded), Some(task)) = (
+            jobs.get(&u.job_id),
+            tasks.get_mut(&u.task_id).filter(|t| t.job_id == u.job_id),
+        ) else {
+            results.push(Err(Refusal::task_not_found(u.job_id, u.task_id)));
+            continue;
+        };
+        let head = heads.current(u.job_id).unwrap_or(loaded).clone();
+        let out = match machine::change_task(&head.state, &task_state(task), &u.change, now) {
+            Ok(out) => out,
+            Err(refusal) => {
+                results.push(Err(refusal));
+                continue;
+            }
+        };
+        if let Some(e) = out.task_event {
+            if !changed.iter().any(|(id, _)| *id == u.task_id) {
+                changed.push((u.task_id, task.status));
+            }
+            heads.event(&mut plan, u.job_id, loaded, Some(u.task_id), e, None);
+            if let Some(e) = out.job_event {
+                heads.event(&mut plan, u.job_id, loaded, None, e, None);
+            }
+            heads.set_state(u.job_id, loaded, out.job);
+            let s = &out.task;
+            task.status = s.status;
+            task.attempt = s.attempt;
+            task.end_time = s.end_time;
+            task.progress = s.progress;
+            task.error = s.error.clone();
+            task.updated_at = now;
+        }
+        results.push(Ok(task.clone()));
+    }
+    for (id, stored) in changed {
+        if let Some(task) = tasks.remove(&id) {
+            plan.tasks.push(TaskWrite { task, stored });
+        }
+    }
+    heads.finish(&mut plan);
+    (plan, results)
+}
+
+/// Appends a note to a job's history, or to one of its tasks' (`task`: the task stored
+/// under `note.task_id`, if the note names one). The event is the plan's only one.
+pub fn add_note(
+    note: NewNote,
+    job: Option<JobHead>,
+    task: Option<&Task>,
+    now: Timestamp,
+) -> Result<Plan, Refusal> {
+    let head = job.ok_or_else(|| Refusal::job_not_found(note.job_id))?;
+    if let Some(task_id) = note.task_id
+        && task.is_none_or(|t| t.job_id != note.job_id || t.id != task_id)
+    {
+        return Err(Refusal::task_not_found(note.job_id, task_id));
+    }
+    let mut plan = Plan::new(now);
+    let mut jobs = Jobs::new();
+    let draft = EventDraft {
+        message: Some(note.message),
+        ..EventDraft::simple(EventKind::Note)
+    };
+    jobs.event(
+        &mut plan,
+        note.job_id,
+        &head,
+        note.task_id,
+        draft,
+        note.data,
+    );
+    jobs.finish(&mut plan);
+    Ok(plan)
+}

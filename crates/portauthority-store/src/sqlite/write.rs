@@ -1,0 +1,423 @@
+//! The write operations, each run by the writer inside its own savepoint: load the rows a
+//! command names, ask its planner (`portauthority_core::plan`) what to write, execute the
+//! plan. Nothing here decides what a command does.
+
+use super::internal;
+use super::rows;
+use crate::feed::OutboxItem;
+use crate::{Created, NewNote, StoreError, TaskUpdate};
+use portauthority_core::api::{HistoryEvent, Job, NewJob, Task};
+use portauthority_core::plan::{self, JobHead, JobWrite, NewEvent, Plan, TaskWrite};
+use portauthority_core::{AddTasks, JobId, SetJobStatus, Status, TaskId, Timestamp};
+use rusqlite::{Connection, OptionalExtension, params};
+use std::collections::HashMap;
+use std::time::Duration;
+
+/// The tasks stored under `ids`.
+fn stored_tasks(
+    c: &Connection,
+    ids: impl Iterator<Item = TaskId>,
+) -> Result<HashMap<TaskId, Task>, StoreError> {
+    let mut out = HashMap::new();
+    for id in ids {
+        if let Some(t) = rows::task(c, id)? {
+            out.insert(id, t);
+        }
+    }
+    Ok(out)
+}
+
+pub(crate) fn create_job(
+    c: &Connection,
+    new: NewJob,
+    now: Timestamp,
+) -> Result<Created<Job>, StoreError> {
+    let existing = rows::job(c, new.id)?;
+    let stored = stored_tasks(c, new.tasks.iter().map(|t| t.id))?;
+    let (plan, created) = plan::create_job(new, existing, &stored, now)?;
+    execute(c, &plan)?;
+    Ok(created)
+}
+
+pub(crate) fn add_tasks(
+    c: &Connection,
+    cmd: AddTasks,
+    now: Timestamp,
+) -> Result<Vec<Task>, StoreError> {
+    let job = rows::job_head(c, cmd.job_id)?;
+    let stored = stored_tasks(c, cmd.tasks.iter().map(|t| t.id))?;
+    let (plan, tasks) = plan::add_tasks(cmd, job, &stored, now)?;
+    execute(c, &plan)?;
+    Ok(tasks)
+}
+
+pub(crate) fn set_job_status(
+    c: &Connection,
+    cmd: SetJobStatus,
+    now: Timestamp,
+) -> Result<Job, StoreError> {
+    let job = rows::job(c, cmd.job_id)?;
+    let open = match &job {
+        Some(j) if plan::set_job_status_cancels(&j.head().state, cmd.to) => {
+            rows::open_tasks(c, cmd.job_id)?
+        }
+        _ => Vec::new(),
+    };
+    let (plan, job) = plan::set_job_status(cmd, job, &open, now)?;
+    execute(c, &plan)?;
+    Ok(job)
+}
+
+/// Applies a batch of task updates: reads the jobs and tasks it names, plans, writes. A
+/// refused item writes nothing and gets its own error; a database error fails the whole
+/// batch, which the caller's savepoint undoes.
+pub(crate) fn update_tasks(
+    c: &Connection,
+    updates: Vec<TaskUpdate>,
+    now: Timestamp,
+) -> Result<Vec<Result<Task, StoreError>>, StoreError> {
+    let mut jobs: HashMap<JobId, JobHead> = HashMap::new();
+    let mut tasks: HashMap<TaskId, Task> = HashMap::new();
+    for u in &updates {
+        if !jobs.contains_key(&u.job_id)
+            && let Some(head) = rows::job_head(c, u.job_id)?
+        {
+            jobs.insert(u.job_id, head);
+        }
+        if !tasks.contains_key(&u.task_id)
+            && let Some(task) = rows::task(c, u.task_id)?
+        {
+            tasks.insert(u.task_id, task);
+        }
+    }
+    let (plan, results) = plan::update_tasks(&updates, &jobs, tasks, now);
+    execute(c, &plan)?;
+    Ok(results
+        .into_iter()
+        .map(|r| r.map_err(StoreError::from))
+        .collect())
+}
+
+pub(crate) fn add_note(
+    c: &Connection,
+    note: NewNote,
+    now: Timestamp,
+) -> Result<HistoryEvent, StoreError> {
+    let job = rows::job_head(c, note.job_id)?;
+    let task = match note.task_id {
+        Some(id) => rows::task(c, id)?,
+        None => None,
+    };
+    let plan = plan::add_note(note, job, task.as_ref(), now)?;
+    let seqs = execute(c, &plan)?;
+    let (Some(event), Some(seq)) = (plan.events.into_iter().next(), seqs.first()) else {
+        return Err(StoreError::Internal("a note wrote no event".into()));
+    };
+    Ok(event.into_history(*seq, now)?)
+}
+
+// ---------------------------------------------------------------------------------------
+// Executing a plan
+
+/// Writes a plan; returns the `seq` of each of its events, in order.
+fn execute(c: &Connection, plan: &Plan) -> Result<Vec<i64>, StoreError> {
+    let now = plan.now;
+    if let Some(new) = &plan.new_job {
+        insert_job(c, new, now)?;
+    }
+    for t in &plan.new_tasks {
+        insert_task(c, t)?;
+    }
+    for w in &plan.tasks {
+        write_task(c, w, now)?;
+    }
+    for id in &plan.cancel {
+        cancel_task(c, *id, now)?;
+    }
+    for w in &plan.jobs {
+        write_job(c, w, now)?;
+    }
+    plan.events
+        .iter()
+        .map(|e| append_event(c, e, now))
+        .collect()
+}
+
+fn opt_bytes(id: Option<TaskId>) -> Option<[u8; 16]> {
+    id.map(|t| *t.as_bytes())
+}
+
+fn insert_job(c: &Connection, new: &plan::JobInsert, now: Timestamp) -> Result<(), StoreError> {
+    let j = &new.job;
+    c.prepare_cached(
+        "INSERT INTO jobs (id, correlation_id, type, namespace, status, status_explicit, \
+         auto_complete, start_time, tasks_total, tasks_pending, meta, created_at, updated_at, \
+         last_seq) VALUES (?1, ?2, ?3, ?4, ?5, 0, ?6, ?7, ?8, ?9, ?10, ?11, ?11, ?12)",
+    )
+    .map_err(internal)?
+    .execute(params![
+        j.id.as_bytes(),
+        j.correlation_id,
+        j.job_type,
+        j.namespace,
+        j.status.code(),
+        j.auto_complete,
+        j.start_time.as_millis(),
+        j.tasks.total,
+        j.tasks.pending,
+        new.meta.as_json(),
+        now.as_millis(),
+        new.last_seq,
+    ])
+    .map_err(internal)?;
+    for (key, value) in new.meta.index_entries() {
+        c.prepare_cached(
+            "INSERT OR IGNORE INTO job_meta (key, value, start_time, job_id) VALUES (?1, ?2, ?3, ?4)",
+        )
+        .map_err(internal)?
+        .execute(params![key, value, j.start_time.as_millis(), j.id.as_bytes()])
+        .map_err(internal)?;
+    }
+    Ok(())
+}
+
+fn insert_task(c: &Connection, t: &Task) -> Result<(), StoreError> {
+    c.prepare_cached(
+        "INSERT INTO tasks (id, job_id, type, namespace, status, attempt, start_time, meta, \
+         timeout_seconds, heartbeat_at, created_at, updated_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10, ?10)",
+    )
+    .map_err(internal)?
+    .execute(params![
+        t.id.as_bytes(),
+        t.job_id.as_bytes(),
+        t.task_type,
+        t.namespace,
+        t.status.code(),
+        t.attempt,
+        t.start_time.as_millis(),
+        t.meta.get(),
+        t.timeout_seconds,
+        t.created_at.as_millis(),
+    ])
+    .map_err(internal)?;
+    Ok(())
+}
+
+/// Writes a task's changed state over its row.
+fn write_task(c: &Connection, w: &TaskWrite, now: Timestamp) -> Result<(), StoreError> {
+    let t = &w.task;
+    // SQLite rewrites the index entries of every column an UPDATE sets, whether or not its
+    // value changed: setting `status` rewrites the task's entry in the (job, status) index,
+    // so a change that keeps the status (progress, a heartbeat) does not set it; `?2` then
+    // only restates the status the row already has (read in this transaction). Exactly one
+    // row must change either way.
+    let changed = c
+        .prepare_cached(if t.status == w.stored {
+            "UPDATE tasks SET attempt = ?3, end_time = ?4, progress_current = ?5, \
+             progress_total = ?6, error = ?7, heartbeat_at = ?8, updated_at = ?8 \
+             WHERE id = ?1 AND status = ?2"
+        } else {
+            "UPDATE tasks SET status = ?2, attempt = ?3, end_time = ?4, progress_current = ?5, \
+             progress_total = ?6, error = ?7, heartbeat_at = ?8, updated_at = ?8 WHERE id = ?1"
+        })
+        .map_err(internal)?
+        .execute(params![
+            t.id.as_bytes(),
+            t.status.code(),
+            t.attempt,
+            t.end_time.map(Timestamp::as_millis),
+            t.progress.map(|p| p.current as i64),
+            t.progress.and_then(|p| p.total).map(|t| t as i64),
+            t.error,
+            now.as_millis(),
+        ])
+        .map_err(internal)?;
+    if changed != 1 {
+        return Err(StoreError::Internal(format!(
+            "updating task {} changed {changed} rows",
+            t.id
+        )));
+    }
+    Ok(())
+}
+
+fn cancel_task(c: &Connection, id: TaskId, now: Timestamp) -> Result<(), StoreError> {
+    c.prepare_cached("UPDATE tasks SET status = ?2, end_time = ?3, updated_at = ?3 WHERE id = ?1")
+        .map_err(internal)?
+        .execute(params![
+            id.as_bytes(),
+            Status::Cancelled.code(),
+            now.as_millis()
+        ])
+        .map_err(internal)?;
+    Ok(())
+}
+
+/// Writes a job's changed head.
+///
+/// As for tasks, an UPDATE rewrites the index entries of every column it sets, so it sets
+/// only what changed: the sequence alone (a heartbeat, a note), or the counters too (most
+/// task changes), or status and end time too (four indexes between them, and the count
+/// trigger).
+fn write_job(c: &Connection, w: &JobWrite, now: Timestamp) -> Result<(), StoreError> {
+    let after = &w.after.state;
+    let n = &after.counters;
+    let id = w.id.as_bytes();
+    let result = if !w.state_changed() {
+        c.prepare_cached("UPDATE jobs SET last_seq = ?2 WHERE id = ?1")
+            .map_err(internal)?
+            .execute(params![id, w.after.last_seq])
+    } else if !w.status_changed() {
+        c.prepare_cached(
+            "UPDATE jobs SET tasks_total = ?2, tasks_pending = ?3, tasks_in_progress = ?4, \
+             tasks_failed = ?5, tasks_completed = ?6, tasks_cancelled = ?7, updated_at = ?8, \
+             last_seq = ?9 WHERE id = ?1",
+        )
+        .map_err(internal)?
+        .execute(params![
+            id,
+            n.total,
+            n.pending,
+            n.in_progress,
+            n.failed,
+            n.completed,
+            n.cancelled,
+            now.as_millis(),
+            w.after.last_seq,
+        ])
+    } else {
+        c.prepare_cached(
+            "UPDATE jobs SET tasks_total = ?2, tasks_pending = ?3, tasks_in_progress = ?4, \
+             tasks_failed = ?5, tasks_completed = ?6, tasks_cancelled = ?7, updated_at = ?8, \
+             last_seq = ?9, status = ?10, status_explicit = ?11, end_time = ?12 WHERE id = ?1",
+        )
+        .map_err(internal)?
+        .execute(params![
+            id,
+            n.total,
+            n.pending,
+            n.in_progress,
+            n.failed,
+            n.completed,
+            n.cancelled,
+            now.as_millis(),
+            w.after.last_seq,
+            after.status.code(),
+            after.explicit,
+            after.end_time.map(Timestamp::as_millis),
+        ])
+    };
+    result.map(drop).map_err(internal)
+}
+
+/// Appends a history event, and its outbox row when it is published; returns its `seq`.
+fn append_event(c: &Connection, e: &NewEvent, now: Timestamp) -> Result<i64, StoreError> {
+    let d = &e.draft;
+    c.prepare_cached(
+        "INSERT INTO history (job_id, task_id, kind, time, from_status, to_status, reason, \
+         message, data, progress_current, progress_total, job_seq) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+    )
+    .map_err(internal)?
+    .execute(params![
+        e.job_id.as_bytes(),
+        opt_bytes(e.task_id),
+        d.kind.as_str(),
+        now.as_millis(),
+        d.from.map(Status::code),
+        d.to.map(Status::code),
+        d.reason,
+        d.message,
+        e.data,
+        d.progress.map(|p| p.current as i64),
+        d.progress.and_then(|p| p.total).map(|t| t as i64),
+        e.job_seq,
+    ])
+    .map_err(internal)?;
+    let seq = c.last_insert_rowid();
+    if e.published() {
+        c.prepare_cached("INSERT INTO outbox (seq, job_id, job_seq) VALUES (?1, ?2, ?3)")
+            .map_err(internal)?
+            .execute(params![seq, e.job_id.as_bytes(), e.job_seq])
+            .map_err(internal)?;
+    }
+    Ok(seq)
+}
+
+// ---------------------------------------------------------------------------------------
+// The outbox
+
+/// See `Store::claim_outbox`. Runs in the writer, so claims never race on SQLite; the lease
+/// table still keeps other relays off a job until the lease ends.
+pub(crate) fn claim_outbox(
+    c: &Connection,
+    relay: &str,
+    max_jobs: u32,
+    lease: Duration,
+    now: Timestamp,
+) -> Result<Vec<OutboxItem>, StoreError> {
+    let until = now.as_millis() + lease.as_millis() as i64;
+    let candidates: Vec<[u8; 16]> = c
+        .prepare_cached(
+            "SELECT o.job_id FROM outbox o \
+             WHERE NOT EXISTS (SELECT 1 FROM outbox_leases l WHERE l.job_id = o.job_id \
+                               AND l.until >= ?1 AND l.relay <> ?2) \
+             GROUP BY o.job_id ORDER BY min(o.seq) LIMIT ?3",
+        )
+        .map_err(internal)?
+        .query_map(params![now.as_millis(), relay, max_jobs], |r| r.get(0))
+        .map_err(internal)?
+        .collect::<rusqlite::Result<_>>()
+        .map_err(internal)?;
+    let mut items = Vec::new();
+    for job in candidates {
+        c.prepare_cached(
+            "INSERT INTO outbox_leases (job_id, relay, until) VALUES (?1, ?2, ?3) \
+             ON CONFLICT (job_id) DO UPDATE SET relay = excluded.relay, until = excluded.until",
+        )
+        .map_err(internal)?
+        .execute(params![job, relay, until])
+        .map_err(internal)?;
+        let mut stmt = c
+            .prepare_cached(&format!(
+                "SELECT {} FROM outbox o JOIN history h ON h.seq = o.seq \
+                 WHERE o.job_id = ?1 ORDER BY o.job_seq",
+                rows::HISTORY_COLUMNS
+                    .split(", ")
+                    .map(|col| format!("h.{col}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+            .map_err(internal)?;
+        let events = stmt
+            .query_map([job], rows::event_from_row)
+            .map_err(internal)?;
+        for e in events {
+            let event = e.map_err(internal)?;
+            items.push(OutboxItem {
+                seq: event.seq,
+                event,
+            });
+        }
+    }
+    Ok(items)
+}
+
+pub(crate) fn ack_outbox(c: &Connection, relay: &str, seqs: &[i64]) -> Result<(), StoreError> {
+    for seq in seqs {
+        let job: Option<[u8; 16]> = c
+            .prepare_cached("DELETE FROM outbox WHERE seq = ?1 RETURNING job_id")
+            .map_err(internal)?
+            .query_row([seq], |r| r.get(0))
+            .optional()
+            .map_err(internal)?;
+        if let Some(job) = job {
+            c.prepare_cached("DELETE FROM outbox_leases WHERE job_id = ?1 AND relay = ?2")
+                .map_err(internal)?
+                .execute(params![job, relay])
+                .map_err(internal)?;
+        }
+    }
+    Ok(())
+}
