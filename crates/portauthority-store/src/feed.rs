@@ -60,6 +60,37 @@ pub struct OutboxItem {
     pub event: HistoryEvent,
 }
 
+/// Outbox rows a claim reads at most per job it may take: the window is read in `seq`
+/// order, and a job with more rows than fit is continued by the next claim of the relay
+/// that holds it.
+pub(crate) const CLAIM_ROWS_PER_JOB: u32 = 64;
+
+/// The jobs a claim takes from a window of outbox rows (`(seq, job)` in `seq` order, the
+/// jobs other relays hold already left out): the first `max_jobs` jobs by their oldest row.
+pub(crate) fn jobs_to_claim<J: Copy + PartialEq>(window: &[(i64, J)], max_jobs: u32) -> Vec<J> {
+    let mut jobs: Vec<J> = Vec::new();
+    for (_, job) in window {
+        if jobs.len() >= max_jobs as usize {
+            break;
+        }
+        if !jobs.contains(job) {
+            jobs.push(*job);
+        }
+    }
+    jobs
+}
+
+/// The claimed rows of a window: those of `claimed` jobs, by job (in `claimed` order), each
+/// job's in `job_seq` order (which, per job, is `seq` order).
+pub(crate) fn claimed_items(claimed: &[uuid::Uuid], mut items: Vec<OutboxItem>) -> Vec<OutboxItem> {
+    items.retain(|i| claimed.contains(i.event.job_id.as_uuid()));
+    items.sort_by_key(|i| {
+        let job = claimed.iter().position(|j| j == i.event.job_id.as_uuid());
+        (job, i.event.job_seq)
+    });
+    items
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -18,7 +18,7 @@ pub mod system;
 
 use async_trait::async_trait;
 use portauthority_core::api::{HistoryEvent, Job, NewJob, NewTask, Task};
-use portauthority_core::{Env, JobId, Status, TaskId};
+use portauthority_core::{AddTasks, Env, JobId, SetJobStatus, Status, TaskId};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -43,15 +43,30 @@ pub trait Store: Send + Sync + 'static {
     async fn list_jobs(&self, filter: JobFilter, paging: Paging) -> Result<Page<Job>, StoreError>;
 
     /// Sets a job's status explicitly (`completed`, `failed`, `cancelled`).
+    async fn run_set_job_status(&self, cmd: SetJobStatus) -> Result<Job, StoreError>;
+
+    /// [`Store::run_set_job_status`] from its parts.
     async fn set_job_status(
         &self,
         id: JobId,
         status: Status,
         reason: Option<String>,
-    ) -> Result<Job, StoreError>;
+    ) -> Result<Job, StoreError> {
+        self.run_set_job_status(SetJobStatus {
+            job_id: id,
+            to: status,
+            reason,
+        })
+        .await
+    }
 
     /// Adds tasks to a job, all or none. Idempotent on each task id.
-    async fn add_tasks(&self, job_id: JobId, tasks: Vec<NewTask>) -> Result<Vec<Task>, StoreError>;
+    async fn run_add_tasks(&self, cmd: AddTasks) -> Result<Vec<Task>, StoreError>;
+
+    /// [`Store::run_add_tasks`] from its parts.
+    async fn add_tasks(&self, job_id: JobId, tasks: Vec<NewTask>) -> Result<Vec<Task>, StoreError> {
+        self.run_add_tasks(AddTasks { job_id, tasks }).await
+    }
 
     async fn get_task(&self, job_id: JobId, task_id: TaskId) -> Result<Task, StoreError>;
 

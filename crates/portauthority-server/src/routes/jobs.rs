@@ -93,9 +93,6 @@ pub async fn set_status(
     ApiJson(body): ApiJson<SetJobStatusRequest>,
 ) -> ApiResult<JobEnvelope> {
     let cmd = body.into_command(job_id(&id)?, &state.limits)?;
-    let job = state
-        .store
-        .set_job_status(cmd.job_id, cmd.to, cmd.reason)
-        .await?;
+    let job = state.store.run_set_job_status(cmd).await?;
     Ok(Json(JobEnvelope { job }))
 }

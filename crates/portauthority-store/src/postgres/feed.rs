@@ -13,7 +13,9 @@
 
 use super::rows::{self, HISTORY_COLUMNS};
 use crate::background::Loop;
-use crate::feed::{FeedEvent, OutboxItem, Position};
+use crate::feed::{
+    CLAIM_ROWS_PER_JOB, FeedEvent, OutboxItem, Position, claimed_items, jobs_to_claim,
+};
 use async_trait::async_trait;
 use portauthority_core::Timestamp;
 use sqlx::postgres::PgListener;
@@ -25,49 +27,68 @@ use tokio::sync::{Mutex, watch};
 /// The channel of the wake-up notifications.
 const CHANNEL: &str = "portauthority_feed";
 
-fn qualified(prefix: &str) -> String {
-    HISTORY_COLUMNS
-        .split(", ")
-        .map(|c| format!("{prefix}{c}"))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
+/// The first window of horizons a read scans, and the largest: an empty window is
+/// doubled, up to the oldest running transaction. Small windows keep each read's sort small
+/// (a window holds about two events per transaction id) for readers that keep up; doubling
+/// crosses long quiet stretches in a few steps.
+const FIRST_WINDOW: i64 = 1024;
+const MAX_WINDOW: i64 = 1 << 22;
 
 pub(crate) async fn read(
     c: &mut PgConnection,
     after: Position,
     limit: u32,
 ) -> Result<Vec<FeedEvent>, sqlx::Error> {
-    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT {HISTORY_COLUMNS}, horizon::text::int8 FROM history
-         WHERE (horizon, seq) > ($1::text::xid8, $2)
-           AND horizon < pg_snapshot_xmin(pg_current_snapshot())
-         ORDER BY horizon, seq LIMIT $3"
-    )))
-    .bind(after.horizon.to_string())
-    .bind(after.seq)
-    .bind(i64::from(limit))
-    .fetch_all(c)
+    // Taken before the reads below: their snapshots' xmin is no smaller, so everything under
+    // this bound is final for them too.
+    let (xmin, floor): (i64, i64) = sqlx::query_as(
+        "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint,
+                (SELECT horizon FROM feed_floor LIMIT 1)",
+    )
+    .fetch_one(&mut *c)
     .await?;
-    rows.iter()
-        .map(|r| {
-            let horizon: i64 = r.try_get(13)?;
-            let event = rows::event_from_row(r)?;
-            Ok(FeedEvent {
-                position: Position {
-                    horizon: horizon as u64,
-                    seq: event.seq,
-                },
-                event,
-            })
-        })
-        .collect()
+    let mut from = (after.horizon as i64).max(floor);
+    let mut window = FIRST_WINDOW;
+    while from < xmin {
+        let end = from.saturating_add(window).min(xmin);
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {HISTORY_COLUMNS}, horizon FROM history
+             WHERE horizon >= $1 AND horizon < $2 AND (horizon, seq) > ($3, $4)
+             ORDER BY horizon, seq LIMIT $5"
+        )))
+        .bind(from)
+        .bind(end)
+        .bind(after.horizon as i64)
+        .bind(after.seq)
+        .bind(i64::from(limit))
+        .fetch_all(&mut *c)
+        .await?;
+        if !rows.is_empty() {
+            return rows
+                .iter()
+                .map(|r| {
+                    let horizon: i64 = r.try_get(13)?;
+                    let event = rows::event_from_row(r)?;
+                    Ok(FeedEvent {
+                        position: Position {
+                            horizon: horizon as u64,
+                            seq: event.seq,
+                        },
+                        event,
+                    })
+                })
+                .collect();
+        }
+        from = end;
+        window = (window * 2).min(MAX_WINDOW);
+    }
+    Ok(Vec::new())
 }
 
-/// See `Store::claim_outbox`. Inside one transaction: pick the jobs with the oldest rows
-/// that no other relay holds, lease them, read their rows. Two relays that pick the same
-/// job meet on the lease's primary key: the second waits for the first to commit, then
-/// finds the lease taken and does not get the job.
+/// See `Store::claim_outbox`. Inside one transaction: read a window of the outbox in `seq`
+/// order (its primary key) without the jobs other relays hold, lease its first jobs, read
+/// their rows. Two relays that pick the same job meet on the lease's primary key: the
+/// second waits for the first to commit, then finds the lease taken and does not get it.
 pub(crate) async fn claim(
     c: &mut PgConnection,
     relay: &str,
@@ -77,22 +98,23 @@ pub(crate) async fn claim(
 ) -> Result<Vec<OutboxItem>, sqlx::Error> {
     let now_dt = now.to_datetime();
     let until = Timestamp::from_millis(now.as_millis() + lease.as_millis() as i64).to_datetime();
-    let mut candidates: Vec<uuid::Uuid> = sqlx::query_scalar(
-        "SELECT o.job_id FROM outbox o
+    let window: Vec<(i64, uuid::Uuid)> = sqlx::query_as(
+        "SELECT o.seq, o.job_id FROM outbox o
          WHERE NOT EXISTS (SELECT 1 FROM outbox_leases l WHERE l.job_id = o.job_id
                            AND l.until >= $1 AND l.relay <> $2)
-         GROUP BY o.job_id ORDER BY min(o.seq) LIMIT $3",
+         ORDER BY o.seq LIMIT $3",
     )
     .bind(now_dt)
     .bind(relay)
-    .bind(i64::from(max_jobs))
+    .bind(i64::from(max_jobs.saturating_mul(CLAIM_ROWS_PER_JOB)))
     .fetch_all(&mut *c)
     .await?;
-    if candidates.is_empty() {
+    let mut jobs = jobs_to_claim(&window, max_jobs);
+    if jobs.is_empty() {
         return Ok(Vec::new());
     }
     // In id order: two claims lock their lease rows in the same order, never in a cycle.
-    candidates.sort_unstable();
+    jobs.sort_unstable();
     let claimed: Vec<uuid::Uuid> = sqlx::query_scalar(
         "INSERT INTO outbox_leases AS l (job_id, relay, until)
          SELECT id, $2, $3 FROM unnest($1::uuid[]) WITH ORDINALITY AS u(id, n) ORDER BY n
@@ -100,24 +122,28 @@ pub(crate) async fn claim(
          WHERE l.until < $4 OR l.relay = EXCLUDED.relay
          RETURNING job_id",
     )
-    .bind(&candidates)
+    .bind(&jobs)
     .bind(relay)
     .bind(until)
     .bind(now_dt)
     .fetch_all(&mut *c)
     .await?;
-    if claimed.is_empty() {
+    let seqs: Vec<i64> = window
+        .iter()
+        .filter(|(_, job)| claimed.contains(job))
+        .map(|(seq, _)| *seq)
+        .collect();
+    if seqs.is_empty() {
         return Ok(Vec::new());
     }
     let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT {} FROM outbox o JOIN history h ON h.seq = o.seq
-         WHERE o.job_id = ANY($1) ORDER BY o.job_id, o.job_seq",
-        qualified("h.")
+        "SELECT {HISTORY_COLUMNS} FROM history WHERE seq = ANY($1)"
     )))
-    .bind(&claimed)
+    .bind(&seqs)
     .fetch_all(&mut *c)
     .await?;
-    rows.iter()
+    let items = rows
+        .iter()
         .map(|r| {
             let event = rows::event_from_row(r)?;
             Ok(OutboxItem {
@@ -125,7 +151,13 @@ pub(crate) async fn claim(
                 event,
             })
         })
-        .collect()
+        .collect::<Result<Vec<_>, sqlx::Error>>()?;
+    // By job in the order of their oldest row, each job's in order.
+    let order: Vec<uuid::Uuid> = jobs_to_claim(&window, max_jobs)
+        .into_iter()
+        .filter(|j| claimed.contains(j))
+        .collect();
+    Ok(claimed_items(&order, items))
 }
 
 pub(crate) async fn ack(

@@ -9,6 +9,7 @@
 
 mod counts;
 mod feed;
+mod lists;
 mod rows;
 pub(crate) mod seed;
 mod write;
@@ -18,8 +19,8 @@ use crate::feed::{FeedEvent, OutboxItem, Position};
 use crate::query::{HistoryScope, JobFilter, Page, Paging, TaskFilter};
 use crate::{Created, NewNote, Store, StoreError, TaskUpdate};
 use async_trait::async_trait;
-use portauthority_core::api::{HistoryEvent, Job, NewJob, NewTask, Task};
-use portauthority_core::{AddTasks, Env, JobId, SetJobStatus, Status, TaskId};
+use portauthority_core::api::{HistoryEvent, Job, NewJob, Task};
+use portauthority_core::{AddTasks, Env, JobId, SetJobStatus, TaskId};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgConnection, PgPool};
 use std::future::Future;
@@ -96,6 +97,7 @@ pub(crate) fn db_error(e: sqlx::Error) -> StoreError {
 /// The PostgreSQL implementation of [`Store`].
 pub struct PgStore {
     pool: PgPool,
+    background: PgPool,
     env: Env,
     /// Bumped after each commit of this process (the notifier tells the others).
     local: watch::Sender<u64>,
@@ -126,9 +128,19 @@ impl PgStore {
             .acquire_timeout(Duration::from_secs(2))
             .idle_timeout(Duration::from_secs(300))
             .connect_lazy_with(connect_options(url)?);
+        // The background loops (count folding, the feed's notifier and listener) have
+        // connections of their own: the listener holds one for good, and none of them may
+        // take a connection a request is waiting for.
+        let background = PgPoolOptions::new()
+            .max_connections(3)
+            .min_connections(0)
+            .acquire_timeout(Duration::from_secs(5))
+            .idle_timeout(Duration::from_secs(300))
+            .connect_lazy_with(connect_options(url)?);
         run_migrations(&pool).await?;
         Ok(PgStore {
             pool,
+            background,
             env,
             local: watch::channel(0).0,
             signal: watch::channel(0).0,
@@ -245,29 +257,18 @@ impl Store for PgStore {
 
     async fn list_jobs(&self, filter: JobFilter, paging: Paging) -> Result<Page<Job>, StoreError> {
         let mut c = self.pool.acquire().await.map_err(db_error)?;
-        rows::list_jobs(&mut c, &filter, &paging)
+        lists::list_jobs(&mut c, &filter, &paging)
             .await
             .map_err(db_error)
     }
 
-    async fn set_job_status(
-        &self,
-        id: JobId,
-        status: Status,
-        reason: Option<String>,
-    ) -> Result<Job, StoreError> {
-        let cmd = SetJobStatus {
-            job_id: id,
-            to: status,
-            reason,
-        };
+    async fn run_set_job_status(&self, cmd: SetJobStatus) -> Result<Job, StoreError> {
         let now = self.env.now();
         self.tx(|c| Box::pin(write::set_job_status(c, cmd.clone(), now)))
             .await
     }
 
-    async fn add_tasks(&self, job_id: JobId, tasks: Vec<NewTask>) -> Result<Vec<Task>, StoreError> {
-        let cmd = AddTasks { job_id, tasks };
+    async fn run_add_tasks(&self, cmd: AddTasks) -> Result<Vec<Task>, StoreError> {
         let now = self.env.now();
         self.tx(|c| Box::pin(write::add_tasks(c, cmd.clone(), now)))
             .await
@@ -296,7 +297,7 @@ impl Store for PgStore {
         {
             return Err(StoreError::job_not_found(job_id));
         }
-        rows::list_tasks(&mut c, job_id, &filter, &paging)
+        lists::list_tasks(&mut c, job_id, &filter, &paging)
             .await
             .map_err(db_error)
     }
@@ -337,7 +338,7 @@ impl Store for PgStore {
                 }
             }
         }
-        rows::history(&mut c, scope, after, size)
+        lists::history(&mut c, scope, after, size)
             .await
             .map_err(db_error)
     }
@@ -386,15 +387,15 @@ impl Store for PgStore {
     fn background(&self) -> Vec<Arc<dyn Loop>> {
         vec![
             Arc::new(counts::CountFolder {
-                pool: self.pool.clone(),
+                pool: self.background.clone(),
             }),
             Arc::new(feed::Notifier {
-                pool: self.pool.clone(),
+                pool: self.background.clone(),
                 local: tokio::sync::Mutex::new(self.local.subscribe()),
                 pending: Default::default(),
             }),
             Arc::new(feed::Listener {
-                pool: self.pool.clone(),
+                pool: self.background.clone(),
                 signal: self.signal.clone(),
                 listener: tokio::sync::Mutex::new(None),
             }),
@@ -410,6 +411,7 @@ impl Store for PgStore {
     }
 
     async fn close(&self) {
+        self.background.close().await;
         self.pool.close().await;
     }
 }

@@ -8,6 +8,7 @@
 //! which WAL lets proceed while the writer writes.
 
 mod checkpoint;
+mod lists;
 mod migrate;
 mod pool;
 mod rows;
@@ -20,8 +21,8 @@ use crate::feed::{FeedEvent, OutboxItem, Position};
 use crate::query::{HistoryScope, JobFilter, Page, Paging, TaskFilter};
 use crate::{Created, NewNote, Store, StoreError, TaskUpdate};
 use async_trait::async_trait;
-use portauthority_core::api::{HistoryEvent, Job, NewJob, NewTask, Task};
-use portauthority_core::{AddTasks, Env, JobId, SetJobStatus, Status, TaskId};
+use portauthority_core::api::{HistoryEvent, Job, NewJob, Task};
+use portauthority_core::{AddTasks, Env, JobId, SetJobStatus, TaskId};
 use rusqlite::{Connection, OpenFlags};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -212,29 +213,18 @@ impl Store for SqliteStore {
 
     async fn list_jobs(&self, filter: JobFilter, paging: Paging) -> Result<Page<Job>, StoreError> {
         self.readers
-            .run(move |c| rows::list_jobs(c, &filter, &paging))
+            .run(move |c| lists::list_jobs(c, &filter, &paging))
             .await
     }
 
-    async fn set_job_status(
-        &self,
-        id: JobId,
-        status: Status,
-        reason: Option<String>,
-    ) -> Result<Job, StoreError> {
-        let cmd = SetJobStatus {
-            job_id: id,
-            to: status,
-            reason,
-        };
+    async fn run_set_job_status(&self, cmd: SetJobStatus) -> Result<Job, StoreError> {
         let now = self.env.now();
         self.writer
             .run(move |tx| write::set_job_status(tx, cmd, now))
             .await
     }
 
-    async fn add_tasks(&self, job_id: JobId, tasks: Vec<NewTask>) -> Result<Vec<Task>, StoreError> {
-        let cmd = AddTasks { job_id, tasks };
+    async fn run_add_tasks(&self, cmd: AddTasks) -> Result<Vec<Task>, StoreError> {
         let now = self.env.now();
         self.writer
             .run(move |tx| write::add_tasks(tx, cmd, now))
@@ -258,7 +248,7 @@ impl Store for SqliteStore {
         paging: Paging,
     ) -> Result<Page<Task>, StoreError> {
         self.readers
-            .run(move |c| rows::list_tasks(c, job_id, &filter, &paging))
+            .run(move |c| lists::list_tasks(c, job_id, &filter, &paging))
             .await
     }
 
@@ -279,7 +269,7 @@ impl Store for SqliteStore {
         size: u32,
     ) -> Result<Vec<HistoryEvent>, StoreError> {
         self.readers
-            .run(move |c| rows::history(c, scope, after, size))
+            .run(move |c| lists::history(c, scope, after, size))
             .await
     }
 

@@ -4,7 +4,7 @@
 
 use super::internal;
 use super::rows;
-use crate::feed::OutboxItem;
+use crate::feed::{CLAIM_ROWS_PER_JOB, OutboxItem, claimed_items, jobs_to_claim};
 use crate::{Created, NewNote, StoreError, TaskUpdate};
 use portauthority_core::api::{HistoryEvent, Job, NewJob, Task};
 use portauthority_core::plan::{self, JobHead, JobWrite, NewEvent, Plan, TaskWrite};
@@ -349,7 +349,8 @@ fn append_event(c: &Connection, e: &NewEvent, now: Timestamp) -> Result<i64, Sto
 // The outbox
 
 /// See `Store::claim_outbox`. Runs in the writer, so claims never race on SQLite; the lease
-/// table still keeps other relays off a job until the lease ends.
+/// table still keeps other relays off a job until the lease ends. Reads a window of the
+/// outbox in `seq` order (its primary key), leaving out the jobs other relays hold.
 pub(crate) fn claim_outbox(
     c: &Connection,
     relay: &str,
@@ -358,20 +359,28 @@ pub(crate) fn claim_outbox(
     now: Timestamp,
 ) -> Result<Vec<OutboxItem>, StoreError> {
     let until = now.as_millis() + lease.as_millis() as i64;
-    let candidates: Vec<[u8; 16]> = c
+    let window: Vec<(i64, [u8; 16])> = c
         .prepare_cached(
-            "SELECT o.job_id FROM outbox o \
+            "SELECT o.seq, o.job_id FROM outbox o \
              WHERE NOT EXISTS (SELECT 1 FROM outbox_leases l WHERE l.job_id = o.job_id \
                                AND l.until >= ?1 AND l.relay <> ?2) \
-             GROUP BY o.job_id ORDER BY min(o.seq) LIMIT ?3",
+             ORDER BY o.seq LIMIT ?3",
         )
         .map_err(internal)?
-        .query_map(params![now.as_millis(), relay, max_jobs], |r| r.get(0))
+        .query_map(
+            params![
+                now.as_millis(),
+                relay,
+                max_jobs.saturating_mul(CLAIM_ROWS_PER_JOB)
+            ],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
         .map_err(internal)?
         .collect::<rusqlite::Result<_>>()
         .map_err(internal)?;
+    let jobs = jobs_to_claim(&window, max_jobs);
     let mut items = Vec::new();
-    for job in candidates {
+    for job in &jobs {
         c.prepare_cached(
             "INSERT INTO outbox_leases (job_id, relay, until) VALUES (?1, ?2, ?3) \
              ON CONFLICT (job_id) DO UPDATE SET relay = excluded.relay, until = excluded.until",
@@ -379,29 +388,15 @@ pub(crate) fn claim_outbox(
         .map_err(internal)?
         .execute(params![job, relay, until])
         .map_err(internal)?;
-        let mut stmt = c
-            .prepare_cached(&format!(
-                "SELECT {} FROM outbox o JOIN history h ON h.seq = o.seq \
-                 WHERE o.job_id = ?1 ORDER BY o.job_seq",
-                rows::HISTORY_COLUMNS
-                    .split(", ")
-                    .map(|col| format!("h.{col}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ))
-            .map_err(internal)?;
-        let events = stmt
-            .query_map([job], rows::event_from_row)
-            .map_err(internal)?;
-        for e in events {
-            let event = e.map_err(internal)?;
-            items.push(OutboxItem {
-                seq: event.seq,
-                event,
-            });
+    }
+    for (seq, job) in &window {
+        if jobs.contains(job) {
+            let event = rows::event(c, *seq)?;
+            items.push(OutboxItem { seq: *seq, event });
         }
     }
-    Ok(items)
+    let claimed: Vec<uuid::Uuid> = jobs.iter().map(|j| uuid::Uuid::from_bytes(*j)).collect();
+    Ok(claimed_items(&claimed, items))
 }
 
 pub(crate) fn ack_outbox(c: &Connection, relay: &str, seqs: &[i64]) -> Result<(), StoreError> {

@@ -784,3 +784,84 @@ async fn an_empty_status_batch_answers_with_no_results() {
     assert_eq!(code, 200, "{body}");
     assert_eq!(body["results"], json!([]));
 }
+
+// ---------------------------------------------------------------------------------------
+// Following a job's history while it changes
+
+/// A follower pages `GET /v1/jobs/{id}/history?after=` while 32 writers append status
+/// changes, heartbeats and notes to 3 jobs: it misses no event and sees none twice, on
+/// either store. (A note that took its sequence outside the job's lock used to commit
+/// behind a follower on PostgreSQL.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_follower_paging_history_during_concurrent_writes_misses_no_event() {
+    const JOBS: usize = 3;
+    const WRITERS: usize = 32;
+    let app = std::sync::Arc::new(TestApp::spawn().await);
+    let mut jobs = Vec::new();
+    for _ in 0..JOBS {
+        jobs.push(app.job_with_tasks("com.example.follow", WRITERS).await);
+    }
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut followers = tokio::task::JoinSet::new();
+    for (job, _) in &jobs {
+        let (app, done, job) = (app.clone(), done.clone(), job.id);
+        followers.spawn(async move {
+            let (mut seen, mut after) = (Vec::new(), 0);
+            loop {
+                let finished = done.load(std::sync::atomic::Ordering::SeqCst);
+                let page = app
+                    .client
+                    .job_history(job, after, 50)
+                    .await
+                    .expect("history");
+                if let Some(last) = page.events.last() {
+                    after = last.seq;
+                }
+                let empty = page.events.is_empty();
+                seen.extend(page.events.into_iter().map(|e| e.seq));
+                if empty && finished {
+                    return (job, seen);
+                }
+            }
+        });
+    }
+    let mut writers = tokio::task::JoinSet::new();
+    for w in 0..WRITERS {
+        let app = app.clone();
+        let mine: Vec<(JobId, TaskId)> = jobs.iter().map(|(j, t)| (j.id, t[w].id)).collect();
+        writers.spawn(async move {
+            for (job, task) in mine {
+                let c = &app.client;
+                c.set_task(job, task, InProgress).await.expect("start");
+                let note = NoteRequest {
+                    message: format!("writer {w}"),
+                    data: None,
+                };
+                c.add_note(job, None, &note).await.expect("note");
+                let beat = HeartbeatRequest {
+                    progress: Some(Progress {
+                        current: 1,
+                        total: Some(2),
+                    }),
+                    message: None,
+                };
+                c.heartbeat(job, task, &beat).await.expect("heartbeat");
+                c.set_task(job, task, Completed).await.expect("complete");
+            }
+        });
+    }
+    while let Some(r) = writers.join_next().await {
+        r.expect("a writer");
+    }
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    while let Some(r) = followers.join_next().await {
+        let (job, seen) = r.expect("a follower");
+        let all: Vec<i64> = job_events(&app, job).await.iter().map(|e| e.seq).collect();
+        assert_eq!(
+            seen.len(),
+            all.len(),
+            "job {job}: events seen by the follower"
+        );
+        assert_eq!(seen, all, "job {job}: every event once, in order");
+    }
+}
