@@ -18,6 +18,12 @@ pub struct Limits {
     pub batch_max: usize,
     /// Longest free text (`reason`, `message`, `error`), in characters.
     pub text_max: usize,
+    /// Most distinct keys among the `meta.<key>=` filters of one list request. Each key is
+    /// one more probe of `job_meta` for every candidate row, and a client chooses how many:
+    /// unbounded, 200 of them took PostgreSQL 26 s to plan.
+    pub meta_filter_keys_max: usize,
+    /// Most `meta.<key>=` parameters in one list request, a repeated key counted each time.
+    pub meta_filter_values_max: usize,
 }
 
 impl Default for Limits {
@@ -28,6 +34,8 @@ impl Default for Limits {
             meta_max_bytes: 16 * 1024,
             batch_max: 1000,
             text_max: 4096,
+            meta_filter_keys_max: 16,
+            meta_filter_values_max: 64,
         }
     }
 }
@@ -255,6 +263,56 @@ pub fn meta_filter_values(raw: &str) -> Vec<String> {
     values
 }
 
+/// The `meta.<key>=<value>` filters of a list request, from its parameters in order (`key`
+/// without the `meta.` prefix), as `(key, tagged values)` (see [`meta_filter_values`]).
+/// Refused: an empty key, more distinct keys than `meta_filter_keys_max`, more parameters
+/// than `meta_filter_values_max`. Each refusal is one error naming the first parameter past
+/// the limit, however far past it the request goes.
+pub fn meta_filters(
+    params: Vec<(String, String)>,
+    limits: &Limits,
+) -> Result<Vec<(String, Vec<String>)>, ValidationErrors> {
+    let mut errors = ValidationErrors::default();
+    if params.iter().any(|(k, _)| k.is_empty()) {
+        errors.push("meta.", "a meta filter needs a key: meta.<key>=<value>");
+    }
+    if params.len() > limits.meta_filter_values_max {
+        let (key, _) = &params[limits.meta_filter_values_max];
+        errors.push(
+            format!("meta.{key}"),
+            format!(
+                "at most {} meta filters may narrow one list, a repeated key counted each time \
+                 (got {})",
+                limits.meta_filter_values_max,
+                params.len()
+            ),
+        );
+    }
+    let mut keys = std::collections::HashSet::new();
+    let mut first_past = None;
+    for (key, _) in &params {
+        if keys.insert(key.as_str()) && keys.len() == limits.meta_filter_keys_max + 1 {
+            first_past = Some(key);
+        }
+    }
+    if let Some(key) = first_past {
+        errors.push(
+            format!("meta.{key}"),
+            format!(
+                "at most {} different meta keys may narrow one list (got {})",
+                limits.meta_filter_keys_max,
+                keys.len()
+            ),
+        );
+    }
+    errors.into_result(|| {
+        params
+            .into_iter()
+            .map(|(k, v)| (k, meta_filter_values(&v)))
+            .collect()
+    })
+}
+
 /// One spelling per numeric value: `123`, `123.0` and `1.23e2` are all `123`.
 fn canonical_number(n: &serde_json::Number) -> Option<String> {
     if let Some(i) = n.as_i64() {
@@ -316,5 +374,71 @@ mod tests {
         assert!(meta_filter_values("123.0").contains(&"n:123".to_string()));
         assert!(meta_filter_values("true").contains(&"b:true".to_string()));
         assert_eq!(meta_filter_values("abc"), vec!["s:abc".to_string()]);
+    }
+
+    fn params(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    fn fields(e: &ValidationErrors) -> Vec<&str> {
+        e.0.iter().map(|e| e.field.as_str()).collect()
+    }
+
+    #[test]
+    fn meta_filters_up_to_the_limits_are_tagged_in_order() {
+        let l = Limits {
+            meta_filter_keys_max: 2,
+            meta_filter_values_max: 3,
+            ..Limits::default()
+        };
+        let got = meta_filters(params(&[("a", "1"), ("b", "x"), ("a", "1.0")]), &l).unwrap();
+        assert_eq!(
+            got,
+            vec![
+                ("a".to_owned(), meta_filter_values("1")),
+                ("b".to_owned(), meta_filter_values("x")),
+                ("a".to_owned(), meta_filter_values("1.0")),
+            ]
+        );
+        assert_eq!(meta_filters(Vec::new(), &l).unwrap(), vec![]);
+    }
+
+    #[test]
+    fn a_key_past_the_limit_of_distinct_keys_is_named_once() {
+        let l = Limits {
+            meta_filter_keys_max: 2,
+            ..Limits::default()
+        };
+        let e = meta_filters(
+            params(&[("a", "1"), ("b", "1"), ("a", "2"), ("c", "1"), ("d", "1")]),
+            &l,
+        )
+        .unwrap_err();
+        assert_eq!(fields(&e), vec!["meta.c"]);
+        assert!(
+            e.0[0].message.contains("at most 2 different meta keys"),
+            "{e}"
+        );
+        assert!(e.0[0].message.contains("got 4"), "{e}");
+    }
+
+    #[test]
+    fn a_key_repeated_past_the_limit_of_values_is_named_once() {
+        let l = Limits::default();
+        let many: Vec<(String, String)> = (0..2000).map(|i| ("k".into(), i.to_string())).collect();
+        let e = meta_filters(many, &l).unwrap_err();
+        assert_eq!(fields(&e), vec!["meta.k"]);
+        assert!(e.0[0].message.contains("at most 64 meta filters"), "{e}");
+        let at_limit: Vec<(String, String)> = (0..64).map(|_| ("k".into(), "v".into())).collect();
+        assert_eq!(meta_filters(at_limit, &l).unwrap().len(), 64);
+    }
+
+    #[test]
+    fn a_meta_filter_without_a_key_is_refused() {
+        let e = meta_filters(params(&[("", "1")]), &Limits::default()).unwrap_err();
+        assert_eq!(fields(&e), vec!["meta."]);
     }
 }

@@ -78,11 +78,31 @@ fn json_content_type(headers: &axum::http::HeaderMap) -> bool {
     }
 }
 
-/// The whole body, within the configured limit (413 beyond it).
+/// The whole body, within the configured limit (413 beyond it) and the body timeout (408
+/// when it has not all arrived in time; the deadline itself is a layer, see `middleware.rs`).
 async fn body_bytes<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, ApiError> {
-    Bytes::from_request(req, state)
-        .await
-        .map_err(|e| ApiError::from(JsonRejection::from(e)))
+    Bytes::from_request(req, state).await.map_err(|e| {
+        if caused_by_body_timeout(&e) {
+            ApiError::RequestTimeout(
+                "the request body did not arrive within the body timeout".into(),
+            )
+        } else {
+            ApiError::from(JsonRejection::from(e))
+        }
+    })
+}
+
+/// Whether reading the body failed because its deadline passed: the timeout error sits a
+/// few wrappers down (axum's rejection, its boxed error, the length limit).
+fn caused_by_body_timeout(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(err);
+    while let Some(e) = cause {
+        if e.is::<tower_http::timeout::TimeoutError>() {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
 }
 
 /// Parses a JSON body into `T`. Whether a failure is the client's syntax (400) or the

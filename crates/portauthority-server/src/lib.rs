@@ -7,19 +7,22 @@
 mod cursor;
 mod error;
 mod extract;
+mod middleware;
 mod openapi;
 mod routes;
+mod serve;
 pub mod supervisor;
 
 use anyhow::Context;
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, Request};
+use axum::extract::DefaultBodyLimit;
 use axum::response::{IntoResponse, Response};
 use portauthority_core::{Env, Limits};
 use portauthority_store::Store;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::net::TcpListener;
 use tower::Layer;
 use tower_http::normalize_path::NormalizePathLayer;
@@ -33,8 +36,24 @@ pub struct Config {
     pub listen: String,
     pub database_url: String,
     pub limits: Limits,
-    /// Largest request body, in bytes.
+    /// Largest request body, in bytes. A larger declared `Content-Length` is refused before
+    /// the body is read; a chunked body is cut off where it passes the limit.
     pub body_limit: usize,
+    /// How long a client may take to send a request head: from the connection's start, or
+    /// on a kept-alive connection from the first byte of the next request. A head that
+    /// stalls part-way gets a 408 and the connection is closed.
+    pub header_timeout: Duration,
+    /// How long the whole request body may take to arrive, counted from the end of its
+    /// head (a deadline, not a gap between bytes: a trickle cannot keep it alive).
+    pub body_timeout: Duration,
+    /// How long handling may take, from the end of the request head (the body's arrival
+    /// included) until the response head. A streamed response body is not bound by it.
+    pub request_timeout: Duration,
+    /// How long a kept-alive connection may wait for its next request before it is closed.
+    pub idle_timeout: Duration,
+    /// At shutdown, how long open connections get to finish their requests before they are
+    /// closed.
+    pub shutdown_drain: Duration,
 }
 
 impl Default for Config {
@@ -44,6 +63,16 @@ impl Default for Config {
             database_url: "sqlite://portauthority.db".into(),
             limits: Limits::default(),
             body_limit: 1024 * 1024,
+            header_timeout: Duration::from_secs(10),
+            // 1 MiB in 20 s is 52 KB/s at least; below the request timeout, so that a slow
+            // body is reported as such.
+            body_timeout: Duration::from_secs(20),
+            request_timeout: Duration::from_secs(30),
+            // Longer than the 60 s idle timeout of common load balancers, so that the balancer
+            // closes an idle connection first and never sends a request into one we close.
+            idle_timeout: Duration::from_secs(75),
+            // Well inside the 30 s Kubernetes gives a pod after SIGTERM (systemd gives 90 s).
+            shutdown_drain: Duration::from_secs(10),
         }
     }
 }
@@ -62,6 +91,7 @@ pub struct App {
     listener: TcpListener,
     router: Router,
     store: Arc<dyn Store>,
+    timers: serve::Timers,
 }
 
 impl App {
@@ -91,8 +121,13 @@ impl App {
         };
         App {
             listener,
-            router: router(state, config.body_limit),
+            router: router(state, config),
             store,
+            timers: serve::Timers {
+                header: config.header_timeout,
+                idle: config.idle_timeout,
+                drain: config.shutdown_drain,
+            },
         }
     }
 
@@ -117,7 +152,8 @@ impl App {
     }
 
     /// Serves until `shutdown` resolves, then stops accepting, lets in-flight requests
-    /// finish, stops the background loops, and closes the store (flushing queued writes).
+    /// finish for up to the shutdown drain (closing the connections still open after it),
+    /// stops the background loops, and closes the store (flushing queued writes).
     pub async fn run_until(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
@@ -125,15 +161,10 @@ impl App {
         let loops = self.start_loops();
         // Trailing slashes are trimmed before routing: `/v1/jobs/` is `/v1/jobs`.
         let app = NormalizePathLayer::trim_trailing_slash().layer(self.router);
-        let served = axum::serve(
-            self.listener,
-            axum::ServiceExt::<Request>::into_make_service(app),
-        )
-        .with_graceful_shutdown(shutdown)
-        .await;
+        serve::serve(self.listener, app, self.timers, shutdown).await;
         loops.shutdown().await;
         self.store.close().await;
-        served.context("serving HTTP")
+        Ok(())
     }
 }
 
@@ -158,8 +189,9 @@ fn api() -> utoipa_axum::router::OpenApiRouter<AppState> {
         .routes(routes!(health::readyz))
 }
 
-/// The whole HTTP surface.
-pub fn router(state: AppState, body_limit: usize) -> Router {
+/// The whole HTTP surface, with the request guards of `config` (body limit, body and
+/// request timeouts).
+pub fn router(state: AppState, config: &Config) -> Router {
     let (api, spec) = api().split_for_parts();
     let spec = Arc::new(spec);
 
@@ -173,7 +205,22 @@ pub fn router(state: AppState, body_limit: usize) -> Router {
     .fallback(|| async { ApiError::NotFound("no such resource".into()) })
     .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
     .with_state(state)
-    .layer(DefaultBodyLimit::max(body_limit))
+    .layer(DefaultBodyLimit::max(config.body_limit))
+    // The deadline starts when the request reaches this layer, at the end of its head; a
+    // body that misses it is a 408 where it is read (`extract.rs`).
+    .layer(tower_http::timeout::RequestBodyDeadlineLayer::new(
+        config.body_timeout,
+    ))
+    .layer(axum::middleware::from_fn_with_state(
+        config.body_limit,
+        middleware::refuse_declared_oversize,
+    ))
+    // Outside the others, so that it bounds everything up to the response head; tower-http's
+    // `TimeoutLayer` would answer an empty 408, this one answers problem JSON.
+    .layer(axum::middleware::from_fn_with_state(
+        config.request_timeout,
+        middleware::request_deadline,
+    ))
     .layer(tower_http::catch_panic::CatchPanicLayer::custom(on_panic))
     .layer(tower_http::trace::TraceLayer::new_for_http())
 }

@@ -131,6 +131,24 @@ pub(crate) enum JobSource {
 }
 
 impl JobFilter {
+    /// The filter with each meta key once: a key given several times holds the values all
+    /// its filters allow (a job has one job_meta row per key, so "one of A and one of B" is
+    /// "one of A ∩ B"; an empty intersection matches nothing), in the order keys first
+    /// appear. The same list, with one probe of job_meta per key instead of per parameter.
+    pub(crate) fn with_meta_merged(&self) -> JobFilter {
+        let mut meta: Vec<(String, Vec<String>)> = Vec::with_capacity(self.meta.len());
+        for (key, values) in &self.meta {
+            match meta.iter_mut().find(|(k, _)| k == key) {
+                Some((_, kept)) => kept.retain(|v| values.contains(v)),
+                None => meta.push((key.clone(), values.clone())),
+            }
+        }
+        JobFilter {
+            meta,
+            ..self.clone()
+        }
+    }
+
     /// Where the page's ids come from.
     pub(crate) fn page_source(&self, paging: &Paging) -> JobSource {
         if paging.sort == SortField::StartTime && self.meta_drives() {
@@ -285,5 +303,46 @@ pub(crate) fn keyset_condition_on(
                 format!("({col} IS NULL AND {id_col} < {id})")
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::JobFilter;
+
+    fn filter(pairs: &[(&str, &[&str])]) -> JobFilter {
+        JobFilter {
+            meta: pairs
+                .iter()
+                .map(|(k, vs)| {
+                    (
+                        (*k).to_owned(),
+                        vs.iter().map(|v| (*v).to_owned()).collect(),
+                    )
+                })
+                .collect(),
+            ..JobFilter::default()
+        }
+    }
+
+    #[test]
+    fn a_repeated_meta_key_keeps_the_values_all_its_filters_allow() {
+        let merged = filter(&[
+            ("a", &["s:1", "n:1"]),
+            ("b", &["s:x"]),
+            ("a", &["s:1.0", "n:1"]),
+            ("a", &["n:1"]),
+        ])
+        .with_meta_merged();
+        assert_eq!(
+            merged.meta,
+            filter(&[("a", &["n:1"]), ("b", &["s:x"])]).meta
+        );
+    }
+
+    #[test]
+    fn a_repeated_meta_key_with_no_common_value_allows_none() {
+        let merged = filter(&[("a", &["s:1", "n:1"]), ("a", &["s:2", "n:2"])]).with_meta_merged();
+        assert_eq!(merged.meta, vec![("a".to_owned(), Vec::<String>::new())]);
     }
 }

@@ -3,6 +3,7 @@
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use portauthority_server::{App, Config};
+use std::time::Duration;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -86,6 +87,24 @@ struct ServeArgs {
     /// Largest `meta` object, in bytes of JSON.
     #[arg(long, env = "PORTAUTHORITY_META_MAX_BYTES", default_value_t = 16 * 1024)]
     meta_max_bytes: usize,
+    /// How long a client may take to send a request head (from connecting, or from the
+    /// first byte of a later request on a kept-alive connection); then the connection is
+    /// closed, after a 408 if part of a head came. Durations: 300ms, 10s, 2m, 1h.
+    #[arg(long, env = "PORTAUTHORITY_HEADER_TIMEOUT", default_value = "10s", value_parser = duration)]
+    header_timeout: Duration,
+    /// How long a whole request body may take to arrive after its head; then 408.
+    #[arg(long, env = "PORTAUTHORITY_BODY_TIMEOUT", default_value = "20s", value_parser = duration)]
+    body_timeout: Duration,
+    /// How long a request may take from its head to the response head (body included;
+    /// a streamed response body is not cut); then 408.
+    #[arg(long, env = "PORTAUTHORITY_REQUEST_TIMEOUT", default_value = "30s", value_parser = duration)]
+    request_timeout: Duration,
+    /// How long a kept-alive connection may wait for its next request before it is closed.
+    #[arg(long, env = "PORTAUTHORITY_IDLE_TIMEOUT", default_value = "75s", value_parser = duration)]
+    idle_timeout: Duration,
+    /// On SIGINT/SIGTERM, how long open connections get to finish before they are closed.
+    #[arg(long, env = "PORTAUTHORITY_SHUTDOWN_DRAIN", default_value = "10s", value_parser = duration)]
+    shutdown_drain: Duration,
     /// Log format: text or json.
     #[arg(long, env = "PORTAUTHORITY_LOG_FORMAT", default_value = "text")]
     log_format: String,
@@ -147,6 +166,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         listen: args.listen,
         database_url: args.db.database_url,
         body_limit: args.body_limit,
+        header_timeout: args.header_timeout,
+        body_timeout: args.body_timeout,
+        request_timeout: args.request_timeout,
+        idle_timeout: args.idle_timeout,
+        shutdown_drain: args.shutdown_drain,
         ..Config::default()
     };
     config.limits.batch_max = args.batch_max;
@@ -161,6 +185,32 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     app.run_until(shutdown_signal()).await?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// A duration flag: a number and a unit, `300ms`, `10s`, `1.5s`, `2m` (or `2min`), `1h`. A
+/// bare number is refused rather than guessed at (PostgreSQL reads one as milliseconds,
+/// people often mean seconds), and so is zero: every timeout is meant to end.
+fn duration(raw: &str) -> Result<Duration, String> {
+    let raw = raw.trim();
+    let split = raw
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(raw.len());
+    let (number, unit) = raw.split_at(split);
+    let number: f64 = number
+        .parse()
+        .map_err(|_| format!("{raw:?} is not a duration: expected e.g. 300ms, 10s or 2m"))?;
+    let seconds = match unit.trim() {
+        "ms" => number / 1000.0,
+        "s" => number,
+        "m" | "min" => number * 60.0,
+        "h" => number * 3600.0,
+        "" => return Err(format!("{raw:?} needs a unit: ms, s, m or h (e.g. {raw}s)")),
+        other => return Err(format!("unknown unit {other:?}: use ms, s, m or h")),
+    };
+    match Duration::try_from_secs_f64(seconds) {
+        Ok(d) if !d.is_zero() => Ok(d),
+        _ => Err(format!("{raw:?} is not a positive duration")),
+    }
 }
 
 /// Hides a password in a database URL before it is logged.
@@ -282,4 +332,40 @@ async fn bench(b: BenchCommand) -> anyhow::Result<()> {
         println!("server peak RSS: {mib:.1} MiB");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serve_flag_defaults_are_the_server_config_defaults() {
+        let Cli {
+            command: Command::Serve(args),
+        } = Cli::try_parse_from(["portauthority", "serve"]).expect("parses")
+        else {
+            panic!("not serve");
+        };
+        let config = Config::default();
+        assert_eq!(args.listen, config.listen);
+        assert_eq!(args.body_limit, config.body_limit);
+        assert_eq!(args.header_timeout, config.header_timeout);
+        assert_eq!(args.body_timeout, config.body_timeout);
+        assert_eq!(args.request_timeout, config.request_timeout);
+        assert_eq!(args.idle_timeout, config.idle_timeout);
+        assert_eq!(args.shutdown_drain, config.shutdown_drain);
+    }
+
+    #[test]
+    fn durations_need_a_unit_and_must_be_positive() {
+        assert_eq!(duration("300ms"), Ok(Duration::from_millis(300)));
+        assert_eq!(duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(duration("2min"), Ok(Duration::from_secs(120)));
+        assert_eq!(duration("1h"), Ok(Duration::from_secs(3600)));
+        for bad in ["", "10", "0s", "-1s", "10d", "s", "1e3s", "ten s"] {
+            assert!(duration(bad).is_err(), "{bad:?} accepted");
+        }
+    }
 }

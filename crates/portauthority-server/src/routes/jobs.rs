@@ -1,11 +1,10 @@
 use super::{ApiResult, Problems, page_info};
 use crate::AppState;
-use crate::error::ApiError;
 use crate::extract::{ApiJson, Query, job_id};
 use axum::Json;
 use axum::extract::{Path, RawQuery, State};
 use portauthority_core::api::{CreateJobRequest, JobEnvelope, JobPage, SetJobStatusRequest};
-use portauthority_core::validate::meta_filter_values;
+use portauthority_core::validate::meta_filters;
 use portauthority_store::{Cursor, JobFilter, SortValue};
 
 /// Register a job, optionally with its first tasks (created atomically with it).
@@ -41,7 +40,7 @@ pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> ApiRe
         ("type" = Option<String>, Query),
         ("correlation_id" = Option<String>, Query, description = "also spelled `correllation_id` or `corellation_id`"),
         ("status" = Option<String>, Query, description = "one status or several, comma-separated"),
-        ("meta.{key}" = Option<String>, Query, description = "a top-level meta key equal to this string, or to the number or boolean it spells"),
+        ("meta.{key}" = Option<String>, Query, description = "a top-level meta key equal to this string, or to the number or boolean it spells; at most 16 different keys and 64 such parameters in all (configurable)"),
         ("page" = Option<u64>, Query, description = "1-based, default 1"),
         ("size" = Option<u64>, Query, description = "1 to 1000, default 25"),
         ("sort" = Option<String>, Query, description = "start_time (default), end_time, created_at, updated_at, type, namespace, status"),
@@ -56,18 +55,9 @@ pub async fn list(State(state): State<AppState>, RawQuery(raw): RawQuery) -> Api
         job_type: q.take(&["type"]),
         correlation_id: q.take(&["correlation_id", "correllation_id", "corellation_id"]),
         statuses: q.statuses()?,
-        meta: q
-            .take_prefixed("meta.")
-            .into_iter()
-            .map(|(k, v)| (k, meta_filter_values(&v)))
-            .collect(),
+        // Bounded here, before any query is built: each filter costs the store a probe.
+        meta: meta_filters(q.take_prefixed("meta."), &state.limits)?,
     };
-    if filter.meta.iter().any(|(k, _)| k.is_empty()) {
-        return Err(ApiError::invalid_field(
-            "meta.",
-            "a meta filter needs a key: meta.<key>=<value>",
-        ));
-    }
     let paging = q.paging()?;
     q.finish(
         "namespace, type, correlation_id, status, meta.<key>, page, size, sort, order, after",

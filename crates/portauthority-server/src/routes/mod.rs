@@ -46,6 +46,9 @@ pub(crate) enum Problems {
     /// Unknown job or task (a malformed id is unknown too).
     #[response(status = 404, content_type = "application/problem+json")]
     NotFound(Problem),
+    /// The request head, body or handling took longer than the server allows.
+    #[response(status = 408, content_type = "application/problem+json")]
+    Timeout(Problem),
     /// The request conflicts with the current state.
     #[response(status = 409, content_type = "application/problem+json")]
     Conflict(Problem),

@@ -6,6 +6,10 @@
 //! failures, deadlocks and races on a unique key are retried here and never reach a
 //! client. Reads map rows in `rows.rs`; the feed and the outbox live in `feed.rs`, the
 //! folding of job counts in `counts.rs`, the bulk seed loader in `seed.rs`.
+//!
+//! No statement runs unbounded: each is cut off by the statement timeout ([`PgOptions`]),
+//! and a call abandoned mid-statement closes its connection ([`Held`]) rather than leave the
+//! statement running on a connection the pool still counts.
 
 mod counts;
 mod feed;
@@ -21,8 +25,9 @@ use crate::{Created, NewNote, Store, StoreError, TaskUpdate};
 use async_trait::async_trait;
 use portauthority_core::api::{HistoryEvent, Job, NewJob, Task};
 use portauthority_core::{AddTasks, Env, JobId, SetJobStatus, TaskId};
+use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{PgConnection, PgPool};
+use sqlx::{PgConnection, PgPool, Postgres};
 use std::future::Future;
 use std::pin::Pin;
 use std::str::FromStr;
@@ -76,18 +81,39 @@ fn retryable(e: &sqlx::Error) -> bool {
 }
 
 pub(crate) fn db_error(e: sqlx::Error) -> StoreError {
-    match &e {
-        sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::Io(_)
-        | sqlx::Error::Tls(_)
-        | sqlx::Error::Protocol(_) => StoreError::Unavailable(e.to_string()),
-        sqlx::Error::Database(db)
-            if db.code().is_some_and(|c| {
-                // Class 08: connection exceptions; 57P0x: the server is shutting down or restarting.
-                c.starts_with("08") || c.starts_with("57P") || c == "53300"
-            }) =>
-        {
+    let code = match &e {
+        sqlx::Error::Database(db) => db.code().map(|c| c.into_owned()),
+        _ => None,
+    };
+    match (&e, code.as_deref()) {
+        (
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::Protocol(_),
+            _,
+        ) => StoreError::Unavailable(e.to_string()),
+        // A statement that ran past `statement_timeout` (or that an operator cancelled), a
+        // lock wait past a `lock_timeout` set on the role or database. Unavailable, not
+        // retried (see `retryable`): the same statement would most likely wait as long again.
+        (_, Some(c @ ("57014" | "55P03"))) => {
+            tracing::warn!(
+                error = %e,
+                "the database cancelled a statement (the statement timeout is \
+                 {STATEMENT_TIMEOUT_VAR})"
+            );
+            StoreError::Unavailable(if c == "57014" {
+                "the database cancelled the statement: it ran past the statement timeout, \
+                 or an operator cancelled it; retry later"
+                    .into()
+            } else {
+                "the database gave up waiting for a lock (lock_timeout); retry later".into()
+            })
+        }
+        // Class 08: connection exceptions; 57P0x: the server is shutting down or restarting;
+        // 53300: too many connections.
+        (_, Some(c)) if c.starts_with("08") || c.starts_with("57P") || c == "53300" => {
             StoreError::Unavailable(e.to_string())
         }
         _ => StoreError::Internal(e.to_string()),
@@ -108,9 +134,158 @@ pub struct PgStore {
 pub(crate) use counts::FOLD_COUNTS_SQL;
 pub use counts::fold_counts;
 
+/// Connection options from the URL alone: no timeouts (migrations, the bulk seed loader).
 pub(crate) fn connect_options(url: &str) -> Result<PgConnectOptions, StoreError> {
     PgConnectOptions::from_str(url)
         .map_err(|e| StoreError::Config(format!("bad PostgreSQL URL: {e}")))
+}
+
+/// The environment variable bounding every statement of a store (see [`PgOptions`]).
+pub const STATEMENT_TIMEOUT_VAR: &str = "PORTAUTHORITY_DATABASE_STATEMENT_TIMEOUT";
+
+/// How a [`PgStore`] uses its database, beyond the URL.
+#[derive(Clone, Debug)]
+pub struct PgOptions {
+    /// Connections of the request pool (`PORTAUTHORITY_DATABASE_POOL`, default 16).
+    pub pool_size: u32,
+    /// Longest any statement of the store's pools may run, waits for row locks included,
+    /// before PostgreSQL cancels it and the call answers `Unavailable`
+    /// ([`STATEMENT_TIMEOUT_VAR`], default 30 s; zero: no limit). What a client can make
+    /// the database do is bounded by it whatever the query, and so is how long a connection
+    /// stays busy for a request whose client has gone. Migrations and the bulk seed loader
+    /// run without it: their statements are as long as the data is large.
+    pub statement_timeout: Duration,
+}
+
+impl Default for PgOptions {
+    fn default() -> Self {
+        PgOptions {
+            pool_size: 16,
+            statement_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+impl PgOptions {
+    /// The defaults, with what the environment sets. A statement timeout that does not
+    /// parse is a configuration error rather than a silent default.
+    pub fn from_env() -> Result<PgOptions, StoreError> {
+        let mut options = PgOptions::default();
+        if let Some(n) = std::env::var("PORTAUTHORITY_DATABASE_POOL")
+            .ok()
+            .and_then(|v| v.parse().ok())
+        {
+            options.pool_size = n;
+        }
+        if let Ok(v) = std::env::var(STATEMENT_TIMEOUT_VAR) {
+            options.statement_timeout = parse_timeout(&v).ok_or_else(|| {
+                StoreError::Config(format!(
+                    "{STATEMENT_TIMEOUT_VAR}={v:?}: expected milliseconds (30000) or a \
+                     duration such as 500ms, 30s, 2min or 1h (0: no limit)"
+                ))
+            })?;
+        }
+        Ok(options)
+    }
+
+    /// The options of the store's own connections: the URL's, and the statement timeout.
+    fn connect_options(&self, url: &str) -> Result<PgConnectOptions, StoreError> {
+        Ok(connect_options(url)?.options([(
+            "statement_timeout",
+            self.statement_timeout.as_millis().to_string(),
+        )]))
+    }
+}
+
+/// `30000` (milliseconds), `500ms`, `30s`, `2min`, `1h`; at most what PostgreSQL takes
+/// (2^31 - 1 ms, about 24 days).
+fn parse_timeout(v: &str) -> Option<Duration> {
+    let v = v.trim();
+    let digits = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
+    let (n, unit) = v.split_at(digits);
+    let n: u64 = n.parse().ok()?;
+    let ms = match unit.trim() {
+        "" | "ms" => Some(n),
+        "s" => n.checked_mul(1000),
+        "min" => n.checked_mul(60_000),
+        "h" => n.checked_mul(3_600_000),
+        _ => None,
+    }?;
+    (ms <= i32::MAX as u64).then(|| Duration::from_millis(ms))
+}
+
+/// How often a backend running one of the store's statements checks that the store is
+/// still connected (PostgreSQL 14 and later; `client_connection_check_interval`). A
+/// statement whose connection the store closed (see [`Held`]) then stops within about this
+/// long instead of running to its end or to the statement timeout.
+const CLIENT_CHECK_INTERVAL_MS: u32 = 1000;
+
+/// Pool options shared by the store's pools: on each new connection, the client check.
+fn pool_options() -> PgPoolOptions {
+    PgPoolOptions::new()
+        .min_connections(0)
+        .idle_timeout(Duration::from_secs(300))
+        .after_connect(|c, _| {
+            Box::pin(async move {
+                // An unknown setting in the startup packet would refuse the connection on
+                // older servers: set it here, only where it exists.
+                if c.server_version_num().is_some_and(|v| v >= 140_000) {
+                    sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "SET client_connection_check_interval = {CLIENT_CHECK_INTERVAL_MS}"
+                    )))
+                    .execute(&mut *c)
+                    .await?;
+                }
+                Ok(())
+            })
+        })
+}
+
+/// A connection of the request pool held for one store call, which goes back to the pool
+/// only if the call finished ([`Held::finish`]).
+///
+/// A request whose client disconnects has its handler future dropped (axum does that), and
+/// with it any sqlx query in flight. sqlx 0.9 does not cancel that query: dropping a
+/// `PoolConnection` spawns a task that "pings" it before putting it back, and the ping
+/// first reads every reply still due from the dropped query, so the statement runs on to
+/// its end, holding a pool slot all along (17 such requests with slow filters took a pool
+/// of 16 and every other request got 503). Dropped unfinished, this guard closes the
+/// connection instead: the pool slot frees at once, and the backend, which notices the
+/// closed socket at its next client check (`CLIENT_CHECK_INTERVAL_MS`), stops the
+/// statement. On a server without that check (before PostgreSQL 14) the statement runs on
+/// until `statement_timeout`; that bound holds either way.
+struct Held {
+    conn: PoolConnection<Postgres>,
+    finished: bool,
+}
+
+impl Held {
+    /// Hands `result` back and lets the connection return to the pool.
+    fn finish<T>(mut self, result: T) -> T {
+        self.finished = true;
+        result
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.conn.close_on_drop();
+        }
+    }
+}
+
+impl std::ops::Deref for Held {
+    type Target = PgConnection;
+    fn deref(&self) -> &PgConnection {
+        &self.conn
+    }
+}
+
+impl std::ops::DerefMut for Held {
+    fn deref_mut(&mut self) -> &mut PgConnection {
+        &mut self.conn
+    }
 }
 
 impl PgStore {
@@ -121,23 +296,35 @@ impl PgStore {
 
     /// [`PgStore::open`] with the caller's clock and ids.
     pub async fn open_with(url: &str, env: Env) -> Result<PgStore, StoreError> {
-        let pool = PgPoolOptions::new()
-            .max_connections(pool_size())
-            .min_connections(0)
+        PgStore::open_with_options(url, env, PgOptions::from_env()?).await
+    }
+
+    /// [`PgStore::open_with`] with the given options instead of the environment's.
+    pub async fn open_with_options(
+        url: &str,
+        env: Env,
+        options: PgOptions,
+    ) -> Result<PgStore, StoreError> {
+        let pool = pool_options()
+            .max_connections(options.pool_size)
             // While the database is down, requests fail fast with 503 instead of hanging.
             .acquire_timeout(Duration::from_secs(2))
-            .idle_timeout(Duration::from_secs(300))
-            .connect_lazy_with(connect_options(url)?);
+            .connect_lazy_with(options.connect_options(url)?);
         // The background loops (count folding, the feed's notifier and listener) have
         // connections of their own: the listener holds one for good, and none of them may
         // take a connection a request is waiting for.
-        let background = PgPoolOptions::new()
+        let background = pool_options()
             .max_connections(3)
-            .min_connections(0)
             .acquire_timeout(Duration::from_secs(5))
-            .idle_timeout(Duration::from_secs(300))
+            .connect_lazy_with(options.connect_options(url)?);
+        // Migrations on a connection of their own, without the statement timeout.
+        let migrations = PgPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(Duration::from_secs(2))
             .connect_lazy_with(connect_options(url)?);
-        run_migrations(&pool).await?;
+        let migrated = run_migrations(&migrations).await;
+        migrations.close().await;
+        migrated?;
         Ok(PgStore {
             pool,
             background,
@@ -151,6 +338,14 @@ impl PgStore {
         &self.pool
     }
 
+    /// A connection of the request pool for one call; see [`Held`].
+    async fn conn(&self) -> Result<Held, StoreError> {
+        Ok(Held {
+            conn: self.pool.acquire().await.map_err(db_error)?,
+            finished: false,
+        })
+    }
+
     /// Runs `f` in a transaction, retrying it on retryable errors.
     async fn tx<T, F>(&self, mut f: F) -> Result<T, StoreError>
     where
@@ -160,32 +355,22 @@ impl PgStore {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let mut tx = self.pool.begin().await.map_err(db_error)?;
-            let err = match f(&mut tx).await {
-                Ok(v) => match tx.commit().await {
-                    Ok(()) => {
-                        self.local.send_modify(|n| *n += 1);
-                        self.signal.send_modify(|n| *n += 1);
-                        return Ok(v);
-                    }
-                    Err(e) => e,
-                },
-                Err(TxError::Store(e)) => {
-                    let _ = tx.rollback().await;
-                    return Err(e);
+            let mut conn = self.conn().await?;
+            let outcome = Self::attempt(&mut conn, &mut f).await;
+            let err = match conn.finish(outcome) {
+                Attempt::Committed(v) => {
+                    self.local.send_modify(|n| *n += 1);
+                    self.signal.send_modify(|n| *n += 1);
+                    return Ok(v);
                 }
-                Err(TxError::Db(e)) => {
-                    let _ = tx.rollback().await;
-                    e
-                }
-                Err(TxError::Race(what)) if attempt < MAX_ATTEMPTS => {
-                    let _ = tx.rollback().await;
+                Attempt::Refused(e) => return Err(e),
+                Attempt::Failed(e) => e,
+                Attempt::Raced(what) if attempt < MAX_ATTEMPTS => {
                     tracing::debug!(attempt, what, "retrying transaction after a race");
                     tokio::task::yield_now().await;
                     continue;
                 }
-                Err(TxError::Race(what)) => {
-                    let _ = tx.rollback().await;
+                Attempt::Raced(what) => {
                     return Err(StoreError::Unavailable(format!("{what}: too many retries")));
                 }
             };
@@ -198,13 +383,43 @@ impl PgStore {
             return Err(db_error(err));
         }
     }
+
+    /// One attempt of a transaction on `conn`, rolled back unless it committed.
+    async fn attempt<T, F>(conn: &mut PgConnection, f: &mut F) -> Attempt<T>
+    where
+        T: Send,
+        F: for<'c> FnMut(&'c mut PgConnection) -> BoxFut<'c, T> + Send,
+    {
+        let mut tx = match sqlx::Connection::begin(conn).await {
+            Ok(tx) => tx,
+            Err(e) => return Attempt::Failed(e),
+        };
+        match f(&mut tx).await {
+            Ok(v) => match tx.commit().await {
+                Ok(()) => Attempt::Committed(v),
+                Err(e) => Attempt::Failed(e),
+            },
+            Err(e) => {
+                let _ = tx.rollback().await;
+                match e {
+                    TxError::Store(e) => Attempt::Refused(e),
+                    TxError::Db(e) => Attempt::Failed(e),
+                    TxError::Race(what) => Attempt::Raced(what),
+                }
+            }
+        }
+    }
 }
 
-fn pool_size() -> u32 {
-    std::env::var("PORTAUTHORITY_DATABASE_POOL")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(16)
+/// How one attempt of a transaction ended.
+enum Attempt<T> {
+    Committed(T),
+    /// The command was refused: rolled back, answered as is.
+    Refused(StoreError),
+    /// A database error, retryable or not.
+    Failed(sqlx::Error),
+    /// See [`TxError::Race`].
+    Raced(&'static str),
 }
 
 async fn run_migrations(pool: &PgPool) -> Result<i64, StoreError> {
@@ -247,19 +462,18 @@ impl Store for PgStore {
     }
 
     async fn get_job(&self, id: JobId) -> Result<Job, StoreError> {
-        let mut c = self.pool.acquire().await.map_err(db_error)?;
-        rows::job(&mut c, id, false)
-            .await
+        let mut c = self.conn().await?;
+        let row = rows::job(&mut c, id, false).await;
+        c.finish(row)
             .map_err(db_error)?
             .map(|r| r.job)
             .ok_or_else(|| StoreError::job_not_found(id))
     }
 
     async fn list_jobs(&self, filter: JobFilter, paging: Paging) -> Result<Page<Job>, StoreError> {
-        let mut c = self.pool.acquire().await.map_err(db_error)?;
-        lists::list_jobs(&mut c, &filter, &paging)
-            .await
-            .map_err(db_error)
+        let mut c = self.conn().await?;
+        let page = lists::list_jobs(&mut c, &filter, &paging).await;
+        c.finish(page).map_err(db_error)
     }
 
     async fn run_set_job_status(&self, cmd: SetJobStatus) -> Result<Job, StoreError> {
@@ -275,9 +489,9 @@ impl Store for PgStore {
     }
 
     async fn get_task(&self, job_id: JobId, task_id: TaskId) -> Result<Task, StoreError> {
-        let mut c = self.pool.acquire().await.map_err(db_error)?;
-        rows::task(&mut c, task_id)
-            .await
+        let mut c = self.conn().await?;
+        let row = rows::task(&mut c, task_id).await;
+        c.finish(row)
             .map_err(db_error)?
             .filter(|t| t.job_id == job_id)
             .ok_or_else(|| StoreError::task_not_found(job_id, task_id))
@@ -289,17 +503,21 @@ impl Store for PgStore {
         filter: TaskFilter,
         paging: Paging,
     ) -> Result<Page<Task>, StoreError> {
-        let mut c = self.pool.acquire().await.map_err(db_error)?;
-        if rows::job(&mut c, job_id, false)
-            .await
-            .map_err(db_error)?
-            .is_none()
-        {
-            return Err(StoreError::job_not_found(job_id));
+        let mut c = self.conn().await?;
+        let page = async {
+            if rows::job(&mut c, job_id, false)
+                .await
+                .map_err(db_error)?
+                .is_none()
+            {
+                return Err(StoreError::job_not_found(job_id));
+            }
+            lists::list_tasks(&mut c, job_id, &filter, &paging)
+                .await
+                .map_err(db_error)
         }
-        lists::list_tasks(&mut c, job_id, &filter, &paging)
-            .await
-            .map_err(db_error)
+        .await;
+        c.finish(page)
     }
 
     async fn update_tasks(
@@ -320,27 +538,31 @@ impl Store for PgStore {
         after: i64,
         size: u32,
     ) -> Result<Vec<HistoryEvent>, StoreError> {
-        let mut c = self.pool.acquire().await.map_err(db_error)?;
-        match scope {
-            HistoryScope::Job(job_id) => {
-                if rows::job(&mut c, job_id, false)
-                    .await
-                    .map_err(db_error)?
-                    .is_none()
-                {
-                    return Err(StoreError::job_not_found(job_id));
+        let mut c = self.conn().await?;
+        let events = async {
+            match scope {
+                HistoryScope::Job(job_id) => {
+                    if rows::job(&mut c, job_id, false)
+                        .await
+                        .map_err(db_error)?
+                        .is_none()
+                    {
+                        return Err(StoreError::job_not_found(job_id));
+                    }
+                }
+                HistoryScope::Task(job_id, task_id) => {
+                    let t = rows::task(&mut c, task_id).await.map_err(db_error)?;
+                    if t.is_none_or(|t| t.job_id != job_id) {
+                        return Err(StoreError::task_not_found(job_id, task_id));
+                    }
                 }
             }
-            HistoryScope::Task(job_id, task_id) => {
-                let t = rows::task(&mut c, task_id).await.map_err(db_error)?;
-                if t.is_none_or(|t| t.job_id != job_id) {
-                    return Err(StoreError::task_not_found(job_id, task_id));
-                }
-            }
+            lists::history(&mut c, scope, after, size)
+                .await
+                .map_err(db_error)
         }
-        lists::history(&mut c, scope, after, size)
-            .await
-            .map_err(db_error)
+        .await;
+        c.finish(events)
     }
 
     async fn add_note(&self, note: NewNote) -> Result<HistoryEvent, StoreError> {
@@ -350,8 +572,9 @@ impl Store for PgStore {
     }
 
     async fn feed(&self, after: Position, limit: u32) -> Result<Vec<FeedEvent>, StoreError> {
-        let mut c = self.pool.acquire().await.map_err(db_error)?;
-        feed::read(&mut c, after, limit).await.map_err(db_error)
+        let mut c = self.conn().await?;
+        let events = feed::read(&mut c, after, limit).await;
+        c.finish(events).map_err(db_error)
     }
 
     fn feed_signal(&self) -> watch::Receiver<u64> {
@@ -413,5 +636,42 @@ impl Store for PgStore {
     async fn close(&self) {
         self.background.close().await;
         self.pool.close().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_timeout;
+    use std::time::Duration;
+
+    #[test]
+    fn a_statement_timeout_is_milliseconds_or_a_duration_with_its_unit() {
+        for (text, ms) in [
+            ("30000", 30_000),
+            ("0", 0),
+            ("500ms", 500),
+            ("30s", 30_000),
+            (" 2min ", 120_000),
+            ("1h", 3_600_000),
+            ("2147483647", 2_147_483_647),
+        ] {
+            assert_eq!(
+                parse_timeout(text),
+                Some(Duration::from_millis(ms)),
+                "{text}"
+            );
+        }
+        for text in [
+            "",
+            "s",
+            "30 sec",
+            "1.5s",
+            "-1",
+            "2m",
+            "2147483648",
+            "99999999999h",
+        ] {
+            assert_eq!(parse_timeout(text), None, "{text:?}");
+        }
     }
 }

@@ -15,6 +15,7 @@ use std::sync::Arc;
 conformance!(
     jobs_are_listed_by_namespace_type_correlation_id_and_status,
     jobs_are_listed_by_meta_values_as_strings_numbers_and_booleans,
+    a_list_with_the_most_meta_filters_allowed_returns_exactly_the_matching_jobs,
     jobs_sort_by_every_field_in_both_orders_with_the_id_breaking_ties,
     job_pages_split_the_list_and_count_all_of_it,
     tasks_are_listed_by_namespace_type_and_status,
@@ -256,6 +257,21 @@ async fn jobs_are_listed_by_meta_values_as_strings_numbers_and_booleans(store: A
         // Several meta filters must all hold.
         (&[("release_id", "123"), ("env", "dev")], set(&[j2])),
         (&[("release_id", "123"), ("ok", "true")], set(&[j1])),
+        // A repeated key too: 123 and "123" match `123`, only the number matches `123.0`.
+        (
+            &[("release_id", "123"), ("release_id", "123.0")],
+            set(&[j1]),
+        ),
+        (
+            &[
+                ("release_id", "123.0"),
+                ("env", "prod"),
+                ("release_id", "123"),
+            ],
+            set(&[j1]),
+        ),
+        (&[("release_id", "123"), ("release_id", "124")], set(&[])),
+        (&[("ok", "true"), ("ok", "true")], set(&[j1, j3])),
     ];
     for (pairs, expected) in cases {
         assert_eq!(
@@ -269,6 +285,120 @@ async fn jobs_are_listed_by_meta_values_as_strings_numbers_and_booleans(store: A
     filter.statuses = vec![Status::Pending];
     make(&store, j2, Status::InProgress).await;
     assert_eq!(ids_where(&store, filter).await, set(&[j1]));
+}
+
+/// 16 meta keys (the default `meta_filter_keys_max`), each given 4 times (64 parameters,
+/// `meta_filter_values_max`), admitted by the request rules: the jobs that hold them all, on
+/// every read path (ids from job_meta or from jobs, joined with jobs or not, counted).
+async fn a_list_with_the_most_meta_filters_allowed_returns_exactly_the_matching_jobs(
+    store: Arc<dyn Store>,
+) {
+    use serde_json::{Map, Value, json};
+    let limits = limits();
+    let keys = limits.meta_filter_keys_max;
+    let per_key = limits.meta_filter_values_max / keys;
+    // Even keys hold a number, given as `i`, `i.0`, `{i}e0`, `i`; odd keys a string.
+    let key = |i: usize| format!("k{i:02}");
+    let full = || -> Map<String, Value> {
+        (0..keys)
+            .map(|i| {
+                let v = if i % 2 == 0 {
+                    json!(i)
+                } else {
+                    json!(format!("v{i}"))
+                };
+                (key(i), v)
+            })
+            .chain([("extra".to_owned(), json!("x"))])
+            .collect()
+    };
+    let mut params = Vec::new();
+    for i in 0..keys {
+        for n in 0..per_key {
+            let v = match (i % 2, n % 4) {
+                (0, 1) => format!("{i}.0"),
+                (0, 2) => format!("{i}e0"),
+                (0, _) => i.to_string(),
+                _ => format!("v{i}"),
+            };
+            params.push((key(i), v));
+        }
+    }
+    assert_eq!(params.len(), limits.meta_filter_values_max);
+    let meta = portauthority_core::validate::meta_filters(params.clone(), &limits)
+        .expect("the most meta filters the limits allow");
+
+    let mut matching = Vec::new();
+    for namespace in ["ns.a", "ns.b", "ns.a"] {
+        let id = job(&store, namespace, "t", Some("c"), Value::Object(full())).await;
+        matching.push((id, namespace));
+    }
+    // One key off each: a number as the string it spells (which `i` alone would match, but
+    // not `i.0`), a string changed, or the key missing.
+    for i in 0..keys {
+        let mut m = full();
+        match i % 3 {
+            0 if i % 2 == 0 => {
+                m.insert(key(i), json!(i.to_string()));
+            }
+            0 | 1 => {
+                m.insert(key(i), json!("other"));
+            }
+            _ => {
+                m.remove(&key(i));
+            }
+        }
+        job(&store, "ns.a", "t", Some("c"), Value::Object(m)).await;
+    }
+    job(&store, "ns.a", "t", Some("c"), json!({})).await;
+
+    let filters = [
+        JobFilter {
+            meta: meta.clone(),
+            ..JobFilter::default()
+        },
+        JobFilter {
+            namespace: Some("ns.a".into()),
+            meta: meta.clone(),
+            ..JobFilter::default()
+        },
+        JobFilter {
+            correlation_id: Some("c".into()),
+            statuses: vec![Status::Pending],
+            meta: meta.clone(),
+            ..JobFilter::default()
+        },
+    ];
+    for filter in &filters {
+        let expected: BTreeSet<JobId> = matching
+            .iter()
+            .filter(|(_, ns)| filter.namespace.as_deref().is_none_or(|want| want == *ns))
+            .map(|(id, _)| *id)
+            .collect();
+        for sort in [SortField::StartTime, SortField::UpdatedAt] {
+            let page = store
+                .list_jobs(filter.clone(), paging(1, 1000, sort, SortOrder::Asc))
+                .await
+                .expect("list_jobs");
+            let ids: BTreeSet<JobId> = page.items.iter().map(|j| j.id).collect();
+            assert_eq!(ids, expected, "{sort:?}, namespace {:?}", filter.namespace);
+            assert_eq!(page.total_items, expected.len() as u64, "{sort:?} total");
+            let mut paged = Vec::new();
+            for n in 1..=expected.len() as u64 {
+                let page = store
+                    .list_jobs(filter.clone(), paging(n, 1, sort, SortOrder::Asc))
+                    .await
+                    .expect("list_jobs");
+                assert_eq!(page.total_items, expected.len() as u64, "{sort:?} page {n}");
+                paged.extend(ids_of(&page));
+            }
+            assert_eq!(
+                paged,
+                ids_of(&page),
+                "{sort:?}: pages of 1 cut the same list"
+            );
+        }
+    }
 }
 
 /// The order the stores must give: by the field, then by id; absent (null) values first

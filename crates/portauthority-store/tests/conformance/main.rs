@@ -62,4 +62,5 @@ mod not_found;
 mod seed;
 mod tasks;
 mod text;
+mod timeouts;
 mod updates;

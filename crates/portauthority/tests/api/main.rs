@@ -8,10 +8,12 @@ mod errors;
 mod helpers;
 mod history;
 mod idempotency;
+mod limits;
 mod lists;
 mod rollup;
 mod seed;
 mod shutdown;
+mod timeouts;
 
 /// The binary under test, for the tests that run it as a child process.
 fn portauthority() -> &'static std::path::Path {
