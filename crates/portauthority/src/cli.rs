@@ -87,6 +87,17 @@ struct ServeArgs {
     /// Largest `meta` object, in bytes of JSON.
     #[arg(long, env = "PORTAUTHORITY_META_MAX_BYTES", default_value_t = 16 * 1024)]
     meta_max_bytes: usize,
+    /// Most distinct `meta.<key>` filters in one list request (beyond: 422).
+    #[arg(long, env = "PORTAUTHORITY_META_FILTER_KEYS_MAX", default_value_t = 16)]
+    meta_filter_keys_max: usize,
+    /// Most `meta.<key>=<value>` parameters in one list request, a repeated key counted
+    /// each time (beyond: 422).
+    #[arg(
+        long,
+        env = "PORTAUTHORITY_META_FILTER_VALUES_MAX",
+        default_value_t = 64
+    )]
+    meta_filter_values_max: usize,
     /// How long a client may take to send a request head (from connecting, or from the
     /// first byte of a later request on a kept-alive connection); then the connection is
     /// closed, after a 408 if part of a head came. Durations: 300ms, 10s, 2m, 1h.
@@ -175,6 +186,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
     config.limits.batch_max = args.batch_max;
     config.limits.meta_max_bytes = args.meta_max_bytes;
+    config.limits.meta_filter_keys_max = args.meta_filter_keys_max;
+    config.limits.meta_filter_values_max = args.meta_filter_values_max;
     let app = App::build(config.clone()).await?;
     tracing::info!(
         "listening on http://{} with the {} store at {}",
@@ -354,6 +367,16 @@ mod tests {
         assert_eq!(args.request_timeout, config.request_timeout);
         assert_eq!(args.idle_timeout, config.idle_timeout);
         assert_eq!(args.shutdown_drain, config.shutdown_drain);
+        assert_eq!(args.batch_max, config.limits.batch_max);
+        assert_eq!(args.meta_max_bytes, config.limits.meta_max_bytes);
+        assert_eq!(
+            args.meta_filter_keys_max,
+            config.limits.meta_filter_keys_max
+        );
+        assert_eq!(
+            args.meta_filter_values_max,
+            config.limits.meta_filter_values_max
+        );
     }
 
     #[test]
