@@ -195,36 +195,30 @@ impl Plan {
             events: Vec::new(),
         }
     }
-
-    /// Whether there is nothing to write (an idempotent repeat).
-    pub fn is_empty(&self) -> bool {
-        self.new_job.is_none()
-            && self.new_tasks.is_empty()
-            && self.tasks.is_empty()
-            && self.cancel.is_empty()
-            && self.jobs.is_empty()
-            && self.events.is_empty()
-    }
 }
 
 /// Numbers the events of the jobs a plan touches and tracks their heads.
 struct Jobs {
+    /// (job, head as loaded, head after the plan so far), in the order first touched.
     heads: Vec<(JobId, JobHead, JobHead)>,
+    /// Where each job is in `heads`: a batch touches up to a thousand jobs.
+    index: HashMap<JobId, usize>,
 }
 
 impl Jobs {
     fn new() -> Jobs {
-        Jobs { heads: Vec::new() }
+        Jobs {
+            heads: Vec::new(),
+            index: HashMap::new(),
+        }
     }
 
     fn slot(&mut self, id: JobId, head: &JobHead) -> &mut (JobId, JobHead, JobHead) {
-        let i = match self.heads.iter().position(|(j, _, _)| *j == id) {
-            Some(i) => i,
-            None => {
-                self.heads.push((id, head.clone(), head.clone()));
-                self.heads.len() - 1
-            }
-        };
+        let heads = &mut self.heads;
+        let i = *self.index.entry(id).or_insert_with(|| {
+            heads.push((id, head.clone(), head.clone()));
+            heads.len() - 1
+        });
         &mut self.heads[i]
     }
 
@@ -254,10 +248,7 @@ impl Jobs {
     }
 
     fn current(&self, id: JobId) -> Option<&JobHead> {
-        self.heads
-            .iter()
-            .find(|(j, _, _)| *j == id)
-            .map(|(_, _, after)| after)
+        self.index.get(&id).map(|&i| &self.heads[i].2)
     }
 
     /// Adds a write for every job whose head changed.

@@ -109,11 +109,13 @@ pub(crate) async fn claim(
     .bind(i64::from(max_jobs.saturating_mul(CLAIM_ROWS_PER_JOB)))
     .fetch_all(&mut *c)
     .await?;
-    let mut jobs = jobs_to_claim(&window, max_jobs);
-    if jobs.is_empty() {
+    // By their oldest row: the order the claimed rows are returned in.
+    let picked = jobs_to_claim(&window, max_jobs);
+    if picked.is_empty() {
         return Ok(Vec::new());
     }
     // In id order: two claims lock their lease rows in the same order, never in a cycle.
+    let mut jobs = picked.clone();
     jobs.sort_unstable();
     let claimed: Vec<uuid::Uuid> = sqlx::query_scalar(
         "INSERT INTO outbox_leases AS l (job_id, relay, until)
@@ -153,10 +155,7 @@ pub(crate) async fn claim(
         })
         .collect::<Result<Vec<_>, sqlx::Error>>()?;
     // By job in the order of their oldest row, each job's in order.
-    let order: Vec<uuid::Uuid> = jobs_to_claim(&window, max_jobs)
-        .into_iter()
-        .filter(|j| claimed.contains(j))
-        .collect();
+    let order: Vec<uuid::Uuid> = picked.into_iter().filter(|j| claimed.contains(j)).collect();
     Ok(claimed_items(&order, items))
 }
 
