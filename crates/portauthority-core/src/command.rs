@@ -3,7 +3,7 @@
 //! request bodies, so every way in goes through one set of rules.
 
 use crate::api::{
-    HeartbeatRequest, NewTask, NoteRequest, SetJobStatusRequest, SetTaskStatusRequest,
+    HeartbeatRequest, NewJob, NewTask, NoteRequest, SetJobStatusRequest, SetTaskStatusRequest,
     TaskStatusUpdateItem, validate_texts,
 };
 use crate::ids::{JobId, TaskId};
@@ -11,6 +11,33 @@ use crate::machine::{self, TaskChange};
 use crate::status::Status;
 use crate::validate::{Limits, Meta, ValidationErrors};
 use std::str::FromStr;
+
+/// Any command, for the ways in that carry one of several (the bus, idempotent requests).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Command {
+    CreateJob(NewJob),
+    SetJobStatus(SetJobStatus),
+    AddTasks(AddTasks),
+    /// Status changes and heartbeats, each item on its own.
+    UpdateTasks(Vec<TaskUpdate>),
+    AddNote(NewNote),
+}
+
+impl Command {
+    /// The job the command is about; `None` for a batch of updates that spans jobs.
+    pub fn job_id(&self) -> Option<JobId> {
+        match self {
+            Command::CreateJob(j) => Some(j.id),
+            Command::SetJobStatus(c) => Some(c.job_id),
+            Command::AddTasks(c) => Some(c.job_id),
+            Command::UpdateTasks(u) => {
+                let first = u.first()?.job_id;
+                u.iter().all(|x| x.job_id == first).then_some(first)
+            }
+            Command::AddNote(n) => Some(n.job_id),
+        }
+    }
+}
 
 /// Set a job's status explicitly.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -17,7 +17,7 @@ pub mod validate;
 
 pub use api::EventKind;
 pub use clock::{Clock, Env, Ids, ManualClock};
-pub use command::{AddTasks, NewNote, SetJobStatus, TaskUpdate};
+pub use command::{AddTasks, Command, NewNote, SetJobStatus, TaskUpdate};
 pub use ids::{JobId, TaskId};
 pub use machine::{EventDraft, JobState, Refusal, TaskChange, TaskState};
 pub use status::{Counters, Status};

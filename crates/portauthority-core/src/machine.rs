@@ -111,8 +111,10 @@ impl EventDraft {
     }
 }
 
-/// Why a command was refused.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+/// Why a command was refused. Serializable: a command's recorded answer may hold refusals
+/// (one per refused item of a batch).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", content = "detail", rename_all = "snake_case")]
 pub enum Refusal {
     /// The command conflicts with the current state (HTTP 409).
     #[error("{0}")]

@@ -1,5 +1,6 @@
 //! The change feed and the outbox, as the `Store` trait shows them: dialect-free.
 
+use portauthority_core::Timestamp;
 use portauthority_core::api::HistoryEvent;
 use std::fmt;
 use std::str::FromStr;
@@ -58,6 +59,10 @@ pub struct OutboxItem {
     /// The event's `seq`: what [`crate::Store::ack_outbox`] takes.
     pub seq: i64,
     pub event: HistoryEvent,
+    /// When a lease of this job was first taken, if a lease was still in place when this
+    /// claim came: a delivery made since then may have gone out without being
+    /// acknowledged (its relay died or failed). `None`: no delivery of it can be pending.
+    pub held_since: Option<Timestamp>,
 }
 
 /// Outbox rows a claim reads at most per job it may take: the window is read in `seq`

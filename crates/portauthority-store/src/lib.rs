@@ -9,6 +9,7 @@
 pub mod background;
 mod error;
 pub mod feed;
+pub mod once;
 pub mod postgres;
 mod query;
 pub mod relay;
@@ -18,13 +19,14 @@ pub mod system;
 
 use async_trait::async_trait;
 use portauthority_core::api::{HistoryEvent, Job, NewJob, NewTask, Task};
-use portauthority_core::{AddTasks, Env, JobId, SetJobStatus, Status, TaskId};
+use portauthority_core::{AddTasks, Command, Env, JobId, SetJobStatus, Status, TaskId};
 use std::sync::Arc;
 use std::time::Duration;
 
 pub use background::Loop;
 pub use error::StoreError;
 pub use feed::{FeedEvent, OutboxItem, Position};
+pub use once::{Answer, Once, Ran};
 pub use portauthority_core::plan::Created;
 pub use portauthority_core::{NewNote, TaskUpdate};
 pub use query::{Cursor, HistoryScope, JobFilter, Page, Paging, SortValue, TaskFilter};
@@ -93,6 +95,12 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<HistoryEvent>, StoreError>;
 
     async fn add_note(&self, note: NewNote) -> Result<HistoryEvent, StoreError>;
+
+    /// Runs `cmd` at most once under `once.key`: the key is recorded in the command's own
+    /// transaction, so that a later call with it changes nothing and returns
+    /// [`Ran::Replayed`] (with the first answer when `once.keep_answer`). A refused command
+    /// records nothing; a key met with another fingerprint is refused as invalid.
+    async fn run_once(&self, once: Once, cmd: Command) -> Result<Ran, StoreError>;
 
     /// Change-feed events after `after`, in feed order, at most `limit`. A position never
     /// skips an event that commits late: an event becomes readable only once no event can

@@ -117,12 +117,13 @@ pub(crate) async fn claim(
     // In id order: two claims lock their lease rows in the same order, never in a cycle.
     let mut jobs = picked.clone();
     jobs.sort_unstable();
-    let claimed: Vec<uuid::Uuid> = sqlx::query_scalar(
-        "INSERT INTO outbox_leases AS l (job_id, relay, until)
-         SELECT id, $2, $3 FROM unnest($1::uuid[]) WITH ORDINALITY AS u(id, n) ORDER BY n
+    // A lease in place keeps the time it was first taken.
+    let leased: Vec<(uuid::Uuid, chrono::DateTime<chrono::Utc>)> = sqlx::query_as(
+        "INSERT INTO outbox_leases AS l (job_id, relay, until, since)
+         SELECT id, $2, $3, $4 FROM unnest($1::uuid[]) WITH ORDINALITY AS u(id, n) ORDER BY n
          ON CONFLICT (job_id) DO UPDATE SET relay = EXCLUDED.relay, until = EXCLUDED.until
          WHERE l.until < $4 OR l.relay = EXCLUDED.relay
-         RETURNING job_id",
+         RETURNING job_id, since",
     )
     .bind(&jobs)
     .bind(relay)
@@ -130,6 +131,11 @@ pub(crate) async fn claim(
     .bind(now_dt)
     .fetch_all(&mut *c)
     .await?;
+    let held_since: std::collections::HashMap<uuid::Uuid, Option<Timestamp>> = leased
+        .iter()
+        .map(|(job, since)| (*job, (*since < now_dt).then(|| Timestamp::from_datetime(since))))
+        .collect();
+    let claimed: Vec<uuid::Uuid> = leased.iter().map(|(job, _)| *job).collect();
     let seqs: Vec<i64> = window
         .iter()
         .filter(|(_, job)| claimed.contains(job))
@@ -150,6 +156,7 @@ pub(crate) async fn claim(
             let event = rows::event_from_row(r)?;
             Ok(OutboxItem {
                 seq: event.seq,
+                held_since: held_since.get(event.job_id.as_uuid()).copied().flatten(),
                 event,
             })
         })

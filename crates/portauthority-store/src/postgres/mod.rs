@@ -21,10 +21,11 @@ mod write;
 use crate::background::Loop;
 use crate::feed::{FeedEvent, OutboxItem, Position};
 use crate::query::{HistoryScope, JobFilter, Page, Paging, TaskFilter};
+use crate::once::{Once, Ran};
 use crate::{Created, NewNote, Store, StoreError, TaskUpdate};
 use async_trait::async_trait;
 use portauthority_core::api::{HistoryEvent, Job, NewJob, Task};
-use portauthority_core::{AddTasks, Env, JobId, SetJobStatus, TaskId};
+use portauthority_core::{AddTasks, Command, Env, JobId, SetJobStatus, TaskId};
 use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgConnection, PgPool, Postgres};
@@ -569,6 +570,15 @@ impl Store for PgStore {
         let now = self.env.now();
         self.tx(|c| Box::pin(write::add_note(c, note.clone(), now)))
             .await
+    }
+
+    async fn run_once(&self, once: Once, cmd: Command) -> Result<Ran, StoreError> {
+        let now = self.env.now();
+        self.tx(|c| {
+            let (once, cmd) = (once.clone(), cmd.clone());
+            Box::pin(async move { write::run_once(c, &once, cmd, now).await })
+        })
+        .await
     }
 
     async fn feed(&self, after: Position, limit: u32) -> Result<Vec<FeedEvent>, StoreError> {

@@ -11,10 +11,11 @@
 
 use super::rows;
 use super::{TxError, TxResult};
+use crate::once::{self, Answer, Once, Ran};
 use crate::{Created, NewNote, StoreError, TaskUpdate};
 use portauthority_core::api::{HistoryEvent, Job, NewJob, Task};
 use portauthority_core::plan::{self, JobHead, JobWrite, NewEvent, Plan, StoredJob};
-use portauthority_core::{AddTasks, JobId, SetJobStatus, Status, TaskId, Timestamp};
+use portauthority_core::{AddTasks, Command, JobId, SetJobStatus, Status, TaskId, Timestamp};
 use sqlx::PgConnection;
 use std::collections::HashMap;
 
@@ -130,6 +131,62 @@ pub(crate) async fn add_note(
         return Err(StoreError::Internal("a note wrote no event".into()).into());
     };
     Ok(event.into_history(*seq, now)?)
+}
+
+/// Runs any command; what [`run_once`] records.
+pub(crate) async fn apply(c: &mut PgConnection, cmd: Command, now: Timestamp) -> TxResult<Answer> {
+    Ok(match cmd {
+        Command::CreateJob(new) => create_job(c, new, now).await?.into(),
+        Command::SetJobStatus(cmd) => Answer::Job {
+            job: set_job_status(c, cmd, now).await?,
+            created: false,
+        },
+        Command::AddTasks(cmd) => Answer::Tasks(add_tasks(c, cmd, now).await?),
+        Command::UpdateTasks(updates) => {
+            once::updates_answer(update_tasks(c, &updates, now).await?)
+        }
+        Command::AddNote(note) => Answer::Note(add_note(c, note, now).await?),
+    })
+}
+
+/// Runs `cmd` unless `once.key` is recorded. The key is inserted first: a concurrent
+/// transaction with the same key waits on it, and finds it once this one commits (or
+/// takes it, if this one rolls back).
+pub(crate) async fn run_once(
+    c: &mut PgConnection,
+    once: &Once,
+    cmd: Command,
+    now: Timestamp,
+) -> TxResult<Ran> {
+    let inserted = sqlx::query(
+        "INSERT INTO once (key, fingerprint, job_id, created_at) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (key) DO NOTHING",
+    )
+    .bind(&once.key)
+    .bind(&once.fingerprint)
+    .bind(cmd.job_id().map(|j| *j.as_uuid()))
+    .bind(ts(now))
+    .execute(&mut *c)
+    .await?
+    .rows_affected()
+        == 1;
+    if !inserted {
+        let (fingerprint, answer): (String, Option<String>) =
+            sqlx::query_as("SELECT fingerprint, answer FROM once WHERE key = $1")
+                .bind(&once.key)
+                .fetch_one(&mut *c)
+                .await?;
+        return Ok(once::replay(once, &fingerprint, answer.as_deref())?);
+    }
+    let answer = apply(c, cmd, now).await?;
+    if let Some(recorded) = once::recorded(once, &answer)? {
+        sqlx::query("UPDATE once SET answer = $2 WHERE key = $1")
+            .bind(&once.key)
+            .bind(recorded)
+            .execute(&mut *c)
+            .await?;
+    }
+    Ok(Ran::Applied(answer))
 }
 
 // ---------------------------------------------------------------------------------------

@@ -19,10 +19,11 @@ mod writer;
 use crate::background::Loop;
 use crate::feed::{FeedEvent, OutboxItem, Position};
 use crate::query::{HistoryScope, JobFilter, Page, Paging, TaskFilter};
+use crate::once::{Once, Ran};
 use crate::{Created, NewNote, Store, StoreError, TaskUpdate};
 use async_trait::async_trait;
 use portauthority_core::api::{HistoryEvent, Job, NewJob, Task};
-use portauthority_core::{AddTasks, Env, JobId, SetJobStatus, TaskId};
+use portauthority_core::{AddTasks, Command, Env, JobId, SetJobStatus, TaskId};
 use rusqlite::{Connection, OpenFlags};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -277,6 +278,13 @@ impl Store for SqliteStore {
         let now = self.env.now();
         self.writer
             .run(move |tx| write::add_note(tx, note, now))
+            .await
+    }
+
+    async fn run_once(&self, once: Once, cmd: Command) -> Result<Ran, StoreError> {
+        let now = self.env.now();
+        self.writer
+            .run(move |tx| write::run_once(tx, &once, cmd, now))
             .await
     }
 

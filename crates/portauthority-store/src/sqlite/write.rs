@@ -5,10 +5,11 @@
 use super::internal;
 use super::rows;
 use crate::feed::{CLAIM_ROWS_PER_JOB, OutboxItem, claimed_items, jobs_to_claim};
+use crate::once::{self, Answer, Once, Ran};
 use crate::{Created, NewNote, StoreError, TaskUpdate};
 use portauthority_core::api::{HistoryEvent, Job, NewJob, Task};
 use portauthority_core::plan::{self, JobHead, JobWrite, NewEvent, Plan, TaskWrite};
-use portauthority_core::{AddTasks, JobId, SetJobStatus, Status, TaskId, Timestamp};
+use portauthority_core::{AddTasks, Command, JobId, SetJobStatus, Status, TaskId, Timestamp};
 use rusqlite::{Connection, OptionalExtension, params};
 use std::collections::HashMap;
 use std::time::Duration;
@@ -114,6 +115,55 @@ pub(crate) fn add_note(
         return Err(StoreError::Internal("a note wrote no event".into()));
     };
     Ok(event.into_history(*seq, now)?)
+}
+
+/// Runs any command; what [`run_once`] records.
+pub(crate) fn apply(c: &Connection, cmd: Command, now: Timestamp) -> Result<Answer, StoreError> {
+    Ok(match cmd {
+        Command::CreateJob(new) => create_job(c, new, now)?.into(),
+        Command::SetJobStatus(cmd) => Answer::Job {
+            job: set_job_status(c, cmd, now)?,
+            created: false,
+        },
+        Command::AddTasks(cmd) => Answer::Tasks(add_tasks(c, cmd, now)?),
+        Command::UpdateTasks(updates) => once::updates_answer(update_tasks(c, updates, now)?),
+        Command::AddNote(note) => Answer::Note(add_note(c, note, now)?),
+    })
+}
+
+/// Runs `cmd` unless `once.key` is recorded, and records the key with it (the writer is
+/// the only one: nothing can come between the check and the insert).
+pub(crate) fn run_once(
+    c: &Connection,
+    once: &Once,
+    cmd: Command,
+    now: Timestamp,
+) -> Result<Ran, StoreError> {
+    let seen: Option<(String, Option<String>)> = c
+        .prepare_cached("SELECT fingerprint, answer FROM once WHERE key = ?1")
+        .map_err(internal)?
+        .query_row([&once.key], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()
+        .map_err(internal)?;
+    if let Some((fingerprint, answer)) = seen {
+        return once::replay(once, &fingerprint, answer.as_deref());
+    }
+    let job = cmd.job_id().map(|j| *j.as_uuid().as_bytes());
+    let answer = apply(c, cmd, now)?;
+    c.prepare_cached(
+        "INSERT INTO once (key, fingerprint, job_id, answer, created_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+    )
+    .map_err(internal)?
+    .execute(params![
+        once.key,
+        once.fingerprint,
+        job,
+        once::recorded(once, &answer)?,
+        now.as_millis()
+    ])
+    .map_err(internal)?;
+    Ok(Ran::Applied(answer))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -380,19 +430,28 @@ pub(crate) fn claim_outbox(
         .map_err(internal)?;
     let jobs = jobs_to_claim(&window, max_jobs);
     let mut items = Vec::new();
+    let mut held_since = HashMap::new();
     for job in &jobs {
-        c.prepare_cached(
-            "INSERT INTO outbox_leases (job_id, relay, until) VALUES (?1, ?2, ?3) \
-             ON CONFLICT (job_id) DO UPDATE SET relay = excluded.relay, until = excluded.until",
-        )
-        .map_err(internal)?
-        .execute(params![job, relay, until])
-        .map_err(internal)?;
+        // A lease in place keeps the time it was first taken.
+        let since: i64 = c
+            .prepare_cached(
+                "INSERT INTO outbox_leases (job_id, relay, until, since) VALUES (?1, ?2, ?3, ?4) \
+                 ON CONFLICT (job_id) DO UPDATE SET relay = excluded.relay, until = excluded.until \
+                 RETURNING since",
+            )
+            .map_err(internal)?
+            .query_row(params![job, relay, until, now.as_millis()], |r| r.get(0))
+            .map_err(internal)?;
+        held_since.insert(*job, (since < now.as_millis()).then(|| Timestamp::from_millis(since)));
     }
     for (seq, job) in &window {
-        if jobs.contains(job) {
+        if let Some(held_since) = held_since.get(job) {
             let event = rows::event(c, *seq)?;
-            items.push(OutboxItem { seq: *seq, event });
+            items.push(OutboxItem {
+                seq: *seq,
+                event,
+                held_since: *held_since,
+            });
         }
     }
     let claimed: Vec<uuid::Uuid> = jobs.iter().map(|j| uuid::Uuid::from_bytes(*j)).collect();

@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use portauthority_core::api::{EventKind, HistoryEvent, Progress};
 use portauthority_core::{JobId, Status, TaskId};
 use portauthority_store::background::step_until_idle;
-use portauthority_store::relay::{Relay, Sink};
+use portauthority_store::relay::{Delivered, Relay, Sink};
 use portauthority_store::{
     FeedEvent, HistoryScope, NewNote, OutboxItem, Position, Store, TaskUpdate,
 };
@@ -268,9 +268,13 @@ struct Recorder(Mutex<Vec<OutboxItem>>);
 
 #[async_trait]
 impl Sink for Recorder {
-    async fn deliver(&self, item: &OutboxItem) -> anyhow::Result<()> {
-        self.0.lock().unwrap().push(item.clone());
-        Ok(())
+    fn name(&self) -> &'static str {
+        "recorder"
+    }
+
+    async fn deliver(&self, job: &[OutboxItem]) -> Delivered {
+        self.0.lock().unwrap().extend(job.iter().cloned());
+        Delivered::all(job)
     }
 }
 
@@ -292,7 +296,8 @@ async fn a_relay_stepped_until_idle_takes_over_an_expired_lease_when_the_clock_m
         .expect("claim");
     assert_eq!(dead.len() as u64, backlog);
 
-    let relay = Relay::new(store.clone(), Recorder::default(), "live-relay")
+    let recorder = Arc::new(Recorder::default());
+    let relay = Relay::new(store.clone(), vec![recorder.clone()], "live-relay")
         .with_lease(Duration::from_secs(30));
     let worked = step_until_idle(&relay, 100).await.expect("steps");
     assert_eq!(worked, 0, "the dead relay's leases still hold");
@@ -305,7 +310,11 @@ async fn a_relay_stepped_until_idle_takes_over_an_expired_lease_when_the_clock_m
     let worked = step_until_idle(&relay, 100).await.expect("steps");
     assert!(worked >= 1, "the expired leases are taken over");
     assert_eq!(store.outbox_backlog().await.expect("backlog"), 0);
-    let got = relay.sink().0.lock().unwrap().clone();
+    let got = recorder.0.lock().unwrap().clone();
+    assert!(
+        got.iter().all(|i| i.held_since.is_some()),
+        "rows taken over from a dead relay's lease say since when it was held"
+    );
     assert_eq!(got.len() as u64, backlog, "every row delivered once");
     for job in jobs {
         let seqs: Vec<i64> = got
@@ -318,7 +327,7 @@ async fn a_relay_stepped_until_idle_takes_over_an_expired_lease_when_the_clock_m
     assert!(!relay_step(&relay).await, "idle once the outbox is empty");
 }
 
-async fn relay_step(relay: &Relay<Recorder>) -> bool {
+async fn relay_step(relay: &Relay) -> bool {
     portauthority_store::Loop::step(relay).await.expect("step")
 }
 
