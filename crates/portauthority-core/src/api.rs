@@ -18,6 +18,7 @@ use serde_json::value::RawValue;
 
 /// A job, as every endpoint returns it.
 #[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Job {
     pub id: JobId,
     pub correlation_id: Option<String>,
@@ -29,6 +30,7 @@ pub struct Job {
     pub end_time: Option<Timestamp>,
     pub tasks: Counters,
     #[schema(value_type = Object)]
+    #[cfg_attr(feature = "schema", schemars(with = "serde_json::Map<String, Value>"))]
     pub meta: Box<RawValue>,
     pub auto_complete: bool,
     pub created_at: Timestamp,
@@ -37,6 +39,7 @@ pub struct Job {
 
 /// Progress a task reports: `current` of `total` (units are the client's).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Progress {
     pub current: u64,
     pub total: Option<u64>,
@@ -44,6 +47,7 @@ pub struct Progress {
 
 /// A task, as every endpoint returns it.
 #[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Task {
     pub id: TaskId,
     pub job_id: JobId,
@@ -58,6 +62,7 @@ pub struct Task {
     pub progress: Option<Progress>,
     pub error: Option<String>,
     #[schema(value_type = Object)]
+    #[cfg_attr(feature = "schema", schemars(with = "serde_json::Map<String, Value>"))]
     pub meta: Box<RawValue>,
     /// Fail the task (reason `timed_out`) when no heartbeat or progress arrives for this long.
     pub timeout_seconds: Option<i64>,
@@ -112,6 +117,7 @@ pub struct TaskPage {
 
 /// What a history event records.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum EventKind {
     /// The job was registered.
@@ -151,6 +157,7 @@ impl EventKind {
 
 /// One entry of a job's append-only history.
 #[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct HistoryEvent {
     /// Installation-wide, strictly increasing.
     pub seq: i64,
@@ -170,6 +177,10 @@ pub struct HistoryEvent {
     pub message: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     #[schema(value_type = Option<Object>)]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(with = "Option<serde_json::Map<String, Value>>")
+    )]
     pub data: Option<Box<RawValue>>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub progress: Option<Progress>,
@@ -231,6 +242,7 @@ pub enum SortOrder {
 
 /// Body of `POST /v1/jobs`.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, utoipa::ToSchema)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct CreateJobRequest {
     /// Optional; the server makes a UUIDv7 when absent. Sending the same id and content
     /// again returns the existing job.
@@ -241,13 +253,19 @@ pub struct CreateJobRequest {
     /// Required, 1–128 characters.
     #[serde(rename = "type", default)]
     #[schema(required = true)]
+    #[cfg_attr(feature = "schema", schemars(required, !default))]
     pub job_type: Option<String>,
     /// Required, 1–128 characters.
     #[serde(default)]
     #[schema(required = true)]
+    #[cfg_attr(feature = "schema", schemars(required, !default))]
     pub namespace: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(with = "Option<serde_json::Map<String, Value>>")
+    )]
     pub meta: Option<Value>,
     /// Default true: the job ends by itself when all its tasks have.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -262,17 +280,24 @@ pub struct CreateJobRequest {
 
 /// Body of `POST /v1/jobs/{id}/tasks`, and an item of a batch.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, utoipa::ToSchema)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct CreateTaskRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<TaskId>,
     #[serde(rename = "type", default)]
     #[schema(required = true)]
+    #[cfg_attr(feature = "schema", schemars(required, !default))]
     pub task_type: Option<String>,
     #[serde(default)]
     #[schema(required = true)]
+    #[cfg_attr(feature = "schema", schemars(required, !default))]
     pub namespace: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(with = "Option<serde_json::Map<String, Value>>")
+    )]
     pub meta: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_time: Option<Timestamp>,
@@ -288,6 +313,7 @@ pub struct CreateTasksRequest {
 
 /// Body of `PUT /v1/jobs/{id}/status`.
 #[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct SetJobStatusRequest {
     /// `completed`, `failed` or `cancelled`.
     pub status: Status,
@@ -297,6 +323,7 @@ pub struct SetJobStatusRequest {
 
 /// Body of `PUT /v1/jobs/{id}/tasks/{task_id}/status`.
 #[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct SetTaskStatusRequest {
     pub status: Status,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -310,9 +337,13 @@ pub struct SetTaskStatusRequest {
 /// One item of `POST /v1/tasks/status`. Ids and status are strings here so that one bad
 /// item is reported on its own instead of failing the whole batch.
 #[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct TaskStatusUpdateItem {
+    #[cfg_attr(feature = "schema", schemars(with = "JobId"))]
     pub job_id: String,
+    #[cfg_attr(feature = "schema", schemars(with = "TaskId"))]
     pub task_id: String,
+    #[cfg_attr(feature = "schema", schemars(with = "Status"))]
     pub status: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
@@ -348,6 +379,7 @@ pub struct TaskStatusBatchResponse {
 
 /// Body of `POST .../heartbeat`.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, utoipa::ToSchema)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct HeartbeatRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub progress: Option<Progress>,
@@ -357,10 +389,15 @@ pub struct HeartbeatRequest {
 
 /// Body of `POST .../history`.
 #[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct NoteRequest {
     pub message: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(with = "Option<serde_json::Map<String, Value>>")
+    )]
     pub data: Option<Value>,
 }
 

@@ -20,6 +20,7 @@ use std::str::FromStr;
     Deserialize,
     utoipa::ToSchema,
 )]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     Pending = 0,
@@ -93,6 +94,7 @@ impl FromStr for Status {
 /// Stored on the job row and changed in the same transaction as the task, so reading a
 /// job never counts rows. Invariant: the five status counts add up to `total`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Counters {
     pub total: i64,
     pub pending: i64,

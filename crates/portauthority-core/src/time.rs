@@ -10,6 +10,11 @@ use std::fmt;
 /// to the value that was written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, utoipa::ToSchema)]
 #[schema(value_type = String, format = DateTime, example = "2020-09-18T06:09:27.132Z")]
+#[cfg_attr(
+    feature = "schema",
+    derive(schemars::JsonSchema),
+    schemars(with = "chrono::DateTime<chrono::Utc>")
+)]
 pub struct Timestamp(i64);
 
 impl Timestamp {
