@@ -314,3 +314,58 @@ fn find_bad_escape(raw: &str) -> Option<usize> {
     }
     None
 }
+
+/// The `Idempotency-Key` request header: a retry of a `POST` under the same key returns the
+/// first answer and changes nothing.
+pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
+
+/// A body extractor `E`, and the request's `Idempotency-Key` made into the store's key:
+/// scoped by method and path, fingerprinted by the body, so that the same key on another
+/// route is another key, and the same key with another body is refused.
+pub struct Keyed<E> {
+    pub body: E,
+    pub once: Option<portauthority_store::Once>,
+}
+
+impl<S, E> FromRequest<S> for Keyed<E>
+where
+    E: FromRequest<S, Rejection = ApiError>,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let Some(key) = req.headers().get(IDEMPOTENCY_KEY) else {
+            return Ok(Keyed {
+                body: E::from_request(req, state).await?,
+                once: None,
+            });
+        };
+        let key = idempotency_key(key)?;
+        let (parts, body) = req.into_parts();
+        let scope = format!("http:{} {}:{key}", parts.method, parts.uri.path());
+        let bytes = body_bytes(Request::from_parts(parts.clone(), body), state).await?;
+        use sha2::Digest;
+        let fingerprint = format!("{:x}", sha2::Sha256::digest(&bytes));
+        let req = Request::from_parts(parts, axum::body::Body::from(bytes));
+        Ok(Keyed {
+            body: E::from_request(req, state).await?,
+            once: Some(portauthority_store::Once {
+                key: scope,
+                fingerprint,
+                keep_answer: true,
+            }),
+        })
+    }
+}
+
+/// 1 to 255 visible ASCII characters (a UUID is the usual choice).
+fn idempotency_key(value: &axum::http::HeaderValue) -> Result<String, ApiError> {
+    let bytes = value.as_bytes();
+    if bytes.is_empty() || bytes.len() > 255 || !bytes.iter().all(|b| (0x21..=0x7e).contains(b)) {
+        return Err(ApiError::BadRequest(
+            "Idempotency-Key must be 1 to 255 visible ASCII characters (a UUID, say)".into(),
+        ));
+    }
+    Ok(String::from_utf8_lossy(bytes).into_owned())
+}

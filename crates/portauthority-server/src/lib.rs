@@ -54,6 +54,9 @@ pub struct Config {
     /// At shutdown, how long open connections get to finish their requests before they are
     /// closed.
     pub shutdown_drain: Duration,
+    /// The worker loops to run in-process (the bus, the outbox relay); `None`: none
+    /// (`serve --no-worker`, another process runs them).
+    pub worker: Option<portauthority_worker::WorkerConfig>,
 }
 
 impl Default for Config {
@@ -73,6 +76,7 @@ impl Default for Config {
             idle_timeout: Duration::from_secs(75),
             // Well inside the 30 s Kubernetes gives a pod after SIGTERM (systemd gives 90 s).
             shutdown_drain: Duration::from_secs(10),
+            worker: Some(portauthority_worker::WorkerConfig::default()),
         }
     }
 }
@@ -92,19 +96,31 @@ pub struct App {
     router: Router,
     store: Arc<dyn Store>,
     timers: serve::Timers,
+    /// The worker loops this process runs besides the store's own.
+    worker: Vec<Arc<dyn portauthority_store::Loop>>,
 }
 
 impl App {
-    /// Opens the store (applying migrations) and binds the listening socket.
+    /// Opens the store (applying migrations), connects the worker loops to the bus when
+    /// one is configured, and binds the listening socket.
     pub async fn build(config: Config) -> anyhow::Result<App> {
         let env = portauthority_store::system::env();
         let store = portauthority_store::open_with(&config.database_url, env.clone())
             .await
             .with_context(|| format!("opening the store at {}", config.database_url))?;
+        let worker = match &config.worker {
+            Some(w) => {
+                portauthority_worker::loops(store.clone(), env.clone(), config.limits.clone(), w)
+                    .await?
+            }
+            None => Vec::new(),
+        };
         let listener = TcpListener::bind(&config.listen)
             .await
             .with_context(|| format!("binding {}", config.listen))?;
-        Ok(App::with_store(listener, store, env, &config))
+        let mut app = App::with_store(listener, store, env, &config);
+        app.worker = worker;
+        Ok(app)
     }
 
     /// An app over an already opened store (tests, embedding).
@@ -128,6 +144,7 @@ impl App {
                 idle: config.idle_timeout,
                 drain: config.shutdown_drain,
             },
+            worker: Vec::new(),
         }
     }
 
@@ -144,7 +161,12 @@ impl App {
     /// The supervisor of this app's background loops, with the store's loops started.
     fn start_loops(&self) -> supervisor::Supervisor {
         let mut loops = supervisor::Supervisor::new();
-        for l in self.store.background() {
+        for l in self
+            .store
+            .background()
+            .into_iter()
+            .chain(self.worker.iter().cloned())
+        {
             loops.spawn(l);
         }
         tracing::debug!(loops = ?loops.loops(), "background loops running");

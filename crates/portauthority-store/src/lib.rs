@@ -96,6 +96,22 @@ pub trait Store: Send + Sync + 'static {
 
     async fn add_note(&self, note: NewNote) -> Result<HistoryEvent, StoreError>;
 
+    /// Runs any command, as its own method would.
+    async fn run(&self, cmd: Command) -> Result<Answer, StoreError> {
+        Ok(match cmd {
+            Command::CreateJob(new) => self.create_job(new).await?.into(),
+            Command::SetJobStatus(cmd) => Answer::Job {
+                job: self.run_set_job_status(cmd).await?,
+                created: false,
+            },
+            Command::AddTasks(cmd) => Answer::Tasks(self.run_add_tasks(cmd).await?),
+            Command::UpdateTasks(updates) => {
+                once::updates_answer(self.update_tasks(updates).await?)
+            }
+            Command::AddNote(note) => Answer::Note(self.add_note(note).await?),
+        })
+    }
+
     /// Runs `cmd` at most once under `once.key`: the key is recorded in the command's own
     /// transaction, so that a later call with it changes nothing and returns
     /// [`Ran::Replayed`] (with the first answer when `once.keep_answer`). A refused command

@@ -4,9 +4,9 @@
 //! changes nothing; an HTTP retry gets the first answer back.
 
 use crate::StoreError;
+use portauthority_core::Refusal;
 use portauthority_core::api::{HistoryEvent, Job, Task};
 use portauthority_core::plan::Created;
-use portauthority_core::Refusal;
 use serde::{Deserialize, Serialize};
 
 /// The key a command runs once under.
@@ -25,7 +25,10 @@ pub struct Once {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(tag = "answer", content = "value", rename_all = "snake_case")]
 pub enum Answer {
-    Job { job: Job, created: bool },
+    Job {
+        job: Job,
+        created: bool,
+    },
     Tasks(Vec<Task>),
     /// One result per update, in order.
     Updates(Vec<Result<Task, Refusal>>),

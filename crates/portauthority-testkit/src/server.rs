@@ -34,6 +34,7 @@ impl Server {
         dir: &Path,
         name: &str,
         pool: Option<u32>,
+        extra: &[&str],
     ) -> Server {
         // The port can be taken again before the server binds it; then the server exits
         // and `start` tries another.
@@ -51,6 +52,7 @@ impl Server {
                 "--database-url",
                 database_url,
             ])
+            .args(extra)
             .env("PORTAUTHORITY_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -75,9 +77,21 @@ impl Server {
         name: &str,
         pool: Option<u32>,
     ) -> Server {
+        Server::start_with(binary, database_url, dir, name, pool, &[]).await
+    }
+
+    /// [`Server::start`] with more `serve` flags.
+    pub async fn start_with(
+        binary: &Path,
+        database_url: &str,
+        dir: &Path,
+        name: &str,
+        pool: Option<u32>,
+        extra: &[&str],
+    ) -> Server {
         let mut last_log = String::new();
         for _ in 0..3 {
-            let mut server = Server::spawn(binary, database_url, dir, name, pool);
+            let mut server = Server::spawn(binary, database_url, dir, name, pool, extra);
             if server.wait_healthy(START_WITHIN).await {
                 return server;
             }
@@ -96,7 +110,10 @@ impl Server {
         pool: u32,
     ) -> Vec<Server> {
         let mut servers: Vec<Server> = (0..n)
-            .map(|i| Server::spawn(binary, database_url, dir, &format!("server{i}"), Some(pool)))
+            .map(|i| {
+                let name = format!("server{i}");
+                Server::spawn(binary, database_url, dir, &name, Some(pool), &[])
+            })
             .collect();
         let healthy =
             futures::future::join_all(servers.iter_mut().map(|s| s.wait_healthy(START_WITHIN)))
@@ -169,5 +186,58 @@ impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// Another subcommand of the binary (`portauthority worker ...`) as a child process,
+/// killed and reaped when dropped; it logs to `dir/{name}.log`.
+pub struct Process {
+    pub child: Child,
+    log: PathBuf,
+}
+
+impl Process {
+    pub fn spawn(binary: &Path, args: &[&str], dir: &Path, name: &str) -> Process {
+        let log = dir.join(format!("{name}.log"));
+        let child = Command::new(binary)
+            .args(args)
+            .env("PORTAUTHORITY_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(File::create(&log).expect("create the process log"))
+            .spawn()
+            .expect("start the portauthority binary");
+        Process { child, log }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits until the log holds `needle` (true), or the process exits or `within` passes.
+    pub async fn wait_for_log(&mut self, needle: &str, within: Duration) -> bool {
+        let until = Instant::now() + within;
+        while Instant::now() < until {
+            if self.log_text().contains(needle) {
+                return true;
+            }
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        false
+    }
+
+    /// SIGKILL.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        self.kill();
     }
 }

@@ -18,8 +18,12 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Run the HTTP API (applies pending migrations first).
+    /// Run the HTTP API and, unless --no-worker, the worker loops (applies pending
+    /// migrations first).
     Serve(ServeArgs),
+    /// Run the worker loops alone: bus commands in, outbox events out (for scale-out
+    /// beside `serve --no-worker`).
+    Worker(WorkerCommand),
     /// Apply the embedded migrations and print the schema version.
     Migrate(DatabaseArgs),
     /// Print the OpenAPI document.
@@ -119,11 +123,80 @@ struct ServeArgs {
     /// Log format: text or json.
     #[arg(long, env = "PORTAUTHORITY_LOG_FORMAT", default_value = "text")]
     log_format: String,
+    /// Run no worker loops in this process (another process runs `portauthority worker`).
+    #[arg(long, env = "PORTAUTHORITY_NO_WORKER")]
+    no_worker: bool,
+    #[command(flatten)]
+    worker: WorkerArgs,
+}
+
+#[derive(Args, Debug)]
+struct WorkerCommand {
+    #[command(flatten)]
+    db: DatabaseArgs,
+    #[command(flatten)]
+    worker: WorkerArgs,
+    /// Log format: text or json.
+    #[arg(long, env = "PORTAUTHORITY_LOG_FORMAT", default_value = "text")]
+    log_format: String,
+}
+
+/// The worker loops' settings, shared by `serve` and `worker`.
+#[derive(Args, Debug)]
+struct WorkerArgs {
+    /// NATS server with JetStream (nats://HOST:PORT): consume commands from
+    /// PORTAUTHORITY_COMMANDS and publish events to PORTAUTHORITY_EVENTS (both created if
+    /// missing). Without it, no bus.
+    #[arg(long, env = "PORTAUTHORITY_NATS_URL")]
+    nats_url: Option<String>,
+    /// The durable consumer's name on the commands stream, shared by every worker of one
+    /// installation.
+    #[arg(
+        long,
+        env = "PORTAUTHORITY_BUS_CONSUMER",
+        default_value = "portauthority"
+    )]
+    bus_consumer: String,
+    /// Deliveries of a command that keeps failing (database down) before it is
+    /// dead-lettered.
+    #[arg(long, env = "PORTAUTHORITY_BUS_MAX_DELIVER", default_value_t = 10)]
+    bus_max_deliver: i64,
+    /// Root of the bus's subjects and stream names: `portauthority` gives
+    /// portauthority.commands.> and PORTAUTHORITY_COMMANDS. Another root lets several
+    /// installations share one NATS server.
+    #[arg(
+        long,
+        env = "PORTAUTHORITY_BUS_PREFIX",
+        default_value = "portauthority"
+    )]
+    bus_prefix: String,
+    /// How long a relay's claim on a job's events keeps other relays off it; when a
+    /// process dies, its jobs' events wait this long for another process.
+    #[arg(long, env = "PORTAUTHORITY_RELAY_LEASE", default_value = "30s", value_parser = duration)]
+    relay_lease: Duration,
+}
+
+impl WorkerArgs {
+    fn config(&self) -> portauthority_worker::WorkerConfig {
+        portauthority_worker::WorkerConfig {
+            bus: self
+                .nats_url
+                .as_ref()
+                .map(|url| portauthority_worker::BusConfig {
+                    consumer: self.bus_consumer.clone(),
+                    max_deliver: self.bus_max_deliver,
+                    prefix: self.bus_prefix.clone(),
+                    ..portauthority_worker::BusConfig::new(url.clone())
+                }),
+            relay_lease: self.relay_lease,
+        }
+    }
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => serve(args).await,
+        Command::Worker(args) => worker(args).await,
         Command::Migrate(args) => {
             init_logging("text");
             let version = portauthority_store::migrate(&args.database_url)
@@ -182,6 +255,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         request_timeout: args.request_timeout,
         idle_timeout: args.idle_timeout,
         shutdown_drain: args.shutdown_drain,
+        worker: (!args.no_worker).then(|| args.worker.config()),
         ..Config::default()
     };
     config.limits.batch_max = args.batch_max;
@@ -196,6 +270,40 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         redact(&config.database_url)
     );
     app.run_until(shutdown_signal()).await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn worker(args: WorkerCommand) -> anyhow::Result<()> {
+    init_logging(&args.log_format);
+    let config = args.worker.config();
+    if config.bus.is_none() {
+        tracing::warn!("no --nats-url: the worker relays the outbox, but no bus commands come in");
+    }
+    let env = portauthority_store::system::env();
+    let store = portauthority_store::open_with(&args.db.database_url, env.clone())
+        .await
+        .with_context(|| format!("opening the store at {}", redact(&args.db.database_url)))?;
+    let loops = portauthority_worker::loops(
+        store.clone(),
+        env,
+        portauthority_core::Limits::default(),
+        &config,
+    )
+    .await?;
+    let mut supervisor = portauthority_server::supervisor::Supervisor::new();
+    for l in store.background().into_iter().chain(loops) {
+        supervisor.spawn(l);
+    }
+    tracing::info!(
+        loops = ?supervisor.loops(),
+        "worker running with the {} store at {}",
+        store.kind(),
+        redact(&args.db.database_url)
+    );
+    shutdown_signal().await;
+    supervisor.shutdown().await;
+    store.close().await;
     tracing::info!("stopped");
     Ok(())
 }

@@ -1,11 +1,11 @@
 use super::{ApiResult, Problems};
 use crate::AppState;
-use crate::extract::{ApiJson, Query, job_id, task_id};
+use crate::extract::{ApiJson, Keyed, Query, job_id, task_id};
 use axum::Json;
 use axum::extract::{Path, RawQuery, State};
 use portauthority_core::api::{EventEnvelope, HistoryPage, NoteRequest};
-use portauthority_core::{JobId, TaskId};
-use portauthority_store::HistoryScope;
+use portauthority_core::{Command, JobId, TaskId};
+use portauthority_store::{Answer, HistoryScope};
 
 async fn read(
     state: &AppState,
@@ -32,11 +32,16 @@ async fn note(
     state: &AppState,
     job_id: JobId,
     task_id: Option<TaskId>,
-    body: NoteRequest,
+    Keyed {
+        body: ApiJson(body),
+        once,
+    }: Keyed<ApiJson<NoteRequest>>,
 ) -> ApiResult<EventEnvelope> {
     let note = body.into_note(job_id, task_id, &state.limits)?;
-    let event = state.store.add_note(note).await?;
-    Ok(Json(EventEnvelope { event }))
+    match super::run(state, once, Command::AddNote(note)).await? {
+        Answer::Note(event) => Ok(Json(EventEnvelope { event })),
+        other => Err(super::unexpected(other)),
+    }
 }
 
 /// Read a job's history: its own events and those of all its tasks, in `seq` order.
@@ -61,7 +66,7 @@ pub async fn job_history(
 pub async fn job_note(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    ApiJson(body): ApiJson<NoteRequest>,
+    body: Keyed<ApiJson<NoteRequest>>,
 ) -> ApiResult<EventEnvelope> {
     let id = job_id(&id)?;
     note(&state, id, None, body).await
@@ -89,7 +94,7 @@ pub async fn task_history(
 pub async fn task_note(
     State(state): State<AppState>,
     Path((id, tid)): Path<(String, String)>,
-    ApiJson(body): ApiJson<NoteRequest>,
+    body: Keyed<ApiJson<NoteRequest>>,
 ) -> ApiResult<EventEnvelope> {
     let id = job_id(&id)?;
     let tid = task_id(id, &tid)?;

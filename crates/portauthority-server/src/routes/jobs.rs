@@ -1,11 +1,12 @@
 use super::{ApiResult, Problems, page_info};
 use crate::AppState;
-use crate::extract::{ApiJson, Query, job_id};
+use crate::extract::{ApiJson, Keyed, Query, job_id};
 use axum::Json;
 use axum::extract::{Path, RawQuery, State};
+use portauthority_core::Command;
 use portauthority_core::api::{CreateJobRequest, JobEnvelope, JobPage, SetJobStatusRequest};
 use portauthority_core::validate::meta_filters;
-use portauthority_store::{Cursor, JobFilter, SortValue};
+use portauthority_store::{Answer, Cursor, JobFilter, SortValue};
 
 /// Register a job, optionally with its first tasks (created atomically with it).
 ///
@@ -15,11 +16,16 @@ use portauthority_store::{Cursor, JobFilter, SortValue};
     responses((status = 200, body = JobEnvelope), Problems))]
 pub async fn create(
     State(state): State<AppState>,
-    ApiJson(body): ApiJson<CreateJobRequest>,
+    Keyed {
+        body: ApiJson(body),
+        once,
+    }: Keyed<ApiJson<CreateJobRequest>>,
 ) -> ApiResult<JobEnvelope> {
     let job = body.validate(&state.limits, state.env.ids.as_ref())?;
-    let created = state.store.create_job(job).await?;
-    Ok(Json(JobEnvelope { job: created.value }))
+    match super::run(&state, once, Command::CreateJob(job)).await? {
+        Answer::Job { job, .. } => Ok(Json(JobEnvelope { job })),
+        other => Err(super::unexpected(other)),
+    }
 }
 
 /// Get a job by id.

@@ -6,9 +6,43 @@ pub mod history;
 pub mod jobs;
 pub mod tasks;
 
+use crate::AppState;
 use crate::error::ApiError;
+use portauthority_core::Command;
 use portauthority_core::api::{PageInfo, Problem};
-use portauthority_store::{Cursor, Page, Paging};
+use portauthority_store::{Answer, Cursor, Once, Page, Paging, Ran, StoreError};
+
+/// Runs a command, once per idempotency key when the request has one: a retry under the
+/// key gets the first answer back and changes nothing.
+pub(crate) async fn run(
+    state: &AppState,
+    once: Option<Once>,
+    cmd: Command,
+) -> Result<Answer, ApiError> {
+    let Some(once) = once else {
+        return Ok(state.store.run(cmd).await?);
+    };
+    match state.store.run_once(once, cmd).await? {
+        Ran::Applied(answer) | Ran::Replayed(Some(answer)) => Ok(answer),
+        Ran::Replayed(None) => Err(ApiError::Internal("a replay without its answer".into())),
+    }
+}
+
+/// An answer that is not the kind its command gives: a bug.
+pub(crate) fn unexpected(answer: Answer) -> ApiError {
+    ApiError::Internal(format!("unexpected answer {answer:?}"))
+}
+
+/// The one result of a single update.
+pub(crate) fn single_update(answer: Answer) -> Result<portauthority_core::api::Task, ApiError> {
+    match answer {
+        Answer::Updates(mut items) if items.len() == 1 => items
+            .pop()
+            .expect("one item")
+            .map_err(|r| ApiError::from(StoreError::from(r))),
+        other => Err(unexpected(other)),
+    }
+}
 
 /// The page header of a list response; `key` gives the cursor of the page's last item.
 pub(crate) fn page_info<T>(

@@ -1,15 +1,16 @@
 use super::{ApiResult, Problems, page_info};
 use crate::AppState;
 use crate::error::ApiError;
-use crate::extract::{ApiJson, OptionalJson, Query, job_id, task_id};
+use crate::extract::{ApiJson, Keyed, OptionalJson, Query, job_id, task_id};
 use axum::Json;
 use axum::extract::{Path, RawQuery, State};
 use portauthority_core::api::{
-    CreateTaskRequest, CreateTasksRequest, HeartbeatRequest, SetTaskStatusRequest, Task,
+    CreateTaskRequest, CreateTasksRequest, HeartbeatRequest, NewTask, SetTaskStatusRequest, Task,
     TaskEnvelope, TaskPage, TaskStatusBatchRequest, TaskStatusBatchResponse, TaskStatusResult,
     TasksEnvelope, validate_tasks,
 };
-use portauthority_store::{Cursor, SortValue, TaskFilter, TaskUpdate};
+use portauthority_core::{AddTasks, Command, JobId};
+use portauthority_store::{Answer, Cursor, Once, SortValue, StoreError, TaskFilter, TaskUpdate};
 
 /// Add a task to a job. Idempotent on the task id.
 #[utoipa::path(post, path = "/v1/jobs/{id}/tasks", tag = "tasks", request_body = CreateTaskRequest,
@@ -18,15 +19,30 @@ use portauthority_store::{Cursor, SortValue, TaskFilter, TaskUpdate};
 pub async fn add(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    ApiJson(body): ApiJson<CreateTaskRequest>,
+    Keyed {
+        body: ApiJson(body),
+        once,
+    }: Keyed<ApiJson<CreateTaskRequest>>,
 ) -> ApiResult<TaskEnvelope> {
     let id = job_id(&id)?;
     let task = body.validate(&state.limits, state.env.ids.as_ref())?;
-    let mut tasks = state.store.add_tasks(id, vec![task]).await?;
+    let mut tasks = add_tasks(&state, once, id, vec![task]).await?;
     let task = tasks
         .pop()
         .ok_or_else(|| ApiError::Internal("add_tasks returned no task".into()))?;
     Ok(Json(TaskEnvelope { task }))
+}
+
+async fn add_tasks(
+    state: &AppState,
+    once: Option<Once>,
+    job_id: JobId,
+    tasks: Vec<NewTask>,
+) -> Result<Vec<Task>, ApiError> {
+    match super::run(state, once, Command::AddTasks(AddTasks { job_id, tasks })).await? {
+        Answer::Tasks(tasks) => Ok(tasks),
+        other => Err(super::unexpected(other)),
+    }
 }
 
 /// Add up to 1000 tasks to a job, all or none.
@@ -36,7 +52,10 @@ pub async fn add(
 pub async fn add_batch(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    ApiJson(body): ApiJson<CreateTasksRequest>,
+    Keyed {
+        body: ApiJson(body),
+        once,
+    }: Keyed<ApiJson<CreateTasksRequest>>,
 ) -> ApiResult<TasksEnvelope> {
     let id = job_id(&id)?;
     if body.tasks.is_empty() {
@@ -47,7 +66,7 @@ pub async fn add_batch(
     }
     let tasks = validate_tasks(body.tasks, "tasks", &state.limits, state.env.ids.as_ref())?;
     Ok(Json(TasksEnvelope {
-        tasks: state.store.add_tasks(id, tasks).await?,
+        tasks: add_tasks(&state, once, id, tasks).await?,
     }))
 }
 
@@ -103,12 +122,12 @@ pub async fn list(
 }
 
 /// Runs one task update and unwraps its single result.
-async fn update_one(state: &AppState, update: TaskUpdate) -> Result<Task, ApiError> {
-    let mut results = state.store.update_tasks(vec![update]).await?;
-    results
-        .pop()
-        .ok_or_else(|| ApiError::Internal("update_tasks returned no result".into()))?
-        .map_err(ApiError::from)
+async fn update_one(
+    state: &AppState,
+    once: Option<Once>,
+    update: TaskUpdate,
+) -> Result<Task, ApiError> {
+    super::single_update(super::run(state, once, Command::UpdateTasks(vec![update])).await?)
 }
 
 /// Set a task's status. A terminal task set to the status it has is a no-op; a retry
@@ -125,7 +144,7 @@ pub async fn set_status(
     let tid = task_id(id, &tid)?;
     let update = body.into_update(id, tid, &state.limits)?;
     Ok(Json(TaskEnvelope {
-        task: update_one(&state, update).await?,
+        task: update_one(&state, None, update).await?,
     }))
 }
 
@@ -136,13 +155,16 @@ pub async fn set_status(
 pub async fn heartbeat(
     State(state): State<AppState>,
     Path((id, tid)): Path<(String, String)>,
-    OptionalJson(body): OptionalJson<HeartbeatRequest>,
+    Keyed {
+        body: OptionalJson(body),
+        once,
+    }: Keyed<OptionalJson<HeartbeatRequest>>,
 ) -> ApiResult<TaskEnvelope> {
     let id = job_id(&id)?;
     let tid = task_id(id, &tid)?;
     let update = body.into_update(id, tid, &state.limits)?;
     Ok(Json(TaskEnvelope {
-        task: update_one(&state, update).await?,
+        task: update_one(&state, once, update).await?,
     }))
 }
 
@@ -152,7 +174,10 @@ pub async fn heartbeat(
     responses((status = 200, body = TaskStatusBatchResponse), Problems))]
 pub async fn set_status_batch(
     State(state): State<AppState>,
-    ApiJson(body): ApiJson<TaskStatusBatchRequest>,
+    Keyed {
+        body: ApiJson(body),
+        once,
+    }: Keyed<ApiJson<TaskStatusBatchRequest>>,
 ) -> ApiResult<TaskStatusBatchResponse> {
     if body.updates.len() > state.limits.batch_max {
         return Err(ApiError::invalid_field(
@@ -180,14 +205,17 @@ pub async fn set_status_batch(
     let outcomes = if updates.is_empty() {
         Vec::new()
     } else {
-        state.store.update_tasks(updates).await?
+        match super::run(&state, once, Command::UpdateTasks(updates)).await? {
+            Answer::Updates(items) => items,
+            other => return Err(super::unexpected(other)),
+        }
     };
     for (slot, outcome) in slots.into_iter().zip(outcomes) {
         let item = &body.updates[slot];
         results[slot] = Some(item_result(
             item.job_id.clone(),
             item.task_id.clone(),
-            outcome.map_err(ApiError::from),
+            outcome.map_err(|r| ApiError::from(StoreError::from(r))),
         ));
     }
     Ok(Json(TaskStatusBatchResponse {

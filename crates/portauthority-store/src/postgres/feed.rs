@@ -133,7 +133,12 @@ pub(crate) async fn claim(
     .await?;
     let held_since: std::collections::HashMap<uuid::Uuid, Option<Timestamp>> = leased
         .iter()
-        .map(|(job, since)| (*job, (*since < now_dt).then(|| Timestamp::from_datetime(since))))
+        .map(|(job, since)| {
+            (
+                *job,
+                (*since < now_dt).then(|| Timestamp::from_datetime(since)),
+            )
+        })
         .collect();
     let claimed: Vec<uuid::Uuid> = leased.iter().map(|(job, _)| *job).collect();
     let seqs: Vec<i64> = window

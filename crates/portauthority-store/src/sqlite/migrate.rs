@@ -21,7 +21,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "change_feed",
         include_str!("../../migrations/sqlite/0003_change_feed.sql"),
     ),
-    (4, "once", include_str!("../../migrations/sqlite/0004_once.sql")),
+    (
+        4,
+        "once",
+        include_str!("../../migrations/sqlite/0004_once.sql"),
+    ),
 ];
 
 /// Applies what is pending and returns the schema version. Runs in one immediate

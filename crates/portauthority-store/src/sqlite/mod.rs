@@ -18,8 +18,8 @@ mod writer;
 
 use crate::background::Loop;
 use crate::feed::{FeedEvent, OutboxItem, Position};
-use crate::query::{HistoryScope, JobFilter, Page, Paging, TaskFilter};
 use crate::once::{Once, Ran};
+use crate::query::{HistoryScope, JobFilter, Page, Paging, TaskFilter};
 use crate::{Created, NewNote, Store, StoreError, TaskUpdate};
 use async_trait::async_trait;
 use portauthority_core::api::{HistoryEvent, Job, NewJob, Task};

@@ -442,7 +442,10 @@ pub(crate) fn claim_outbox(
             .map_err(internal)?
             .query_row(params![job, relay, until, now.as_millis()], |r| r.get(0))
             .map_err(internal)?;
-        held_since.insert(*job, (since < now.as_millis()).then(|| Timestamp::from_millis(since)));
+        held_since.insert(
+            *job,
+            (since < now.as_millis()).then(|| Timestamp::from_millis(since)),
+        );
     }
     for (seq, job) in &window {
         if let Some(held_since) = held_since.get(job) {

@@ -66,7 +66,11 @@ async fn a_duplicate_key_has_no_second_effect_and_replays_the_first_answer(store
         panic!("the second run replays the first answer: {again:?}")
     };
     assert_eq!(replayed.seq, written.seq);
-    assert_eq!(notes(&store, &job).await, 2, "one note per key, plus the other");
+    assert_eq!(
+        notes(&store, &job).await,
+        2,
+        "one note per key, plus the other"
+    );
 
     // A bus key keeps no answer, and still has one effect.
     let bus = once("bus:/test:9", "", false);
@@ -76,7 +80,13 @@ async fn a_duplicate_key_has_no_second_effect_and_replays_the_first_answer(store
         message: "bus".into(),
         data: None,
     });
-    assert!(!store.run_once(bus.clone(), cmd.clone()).await.unwrap().replayed());
+    assert!(
+        !store
+            .run_once(bus.clone(), cmd.clone())
+            .await
+            .unwrap()
+            .replayed()
+    );
     let again = store.run_once(bus, cmd).await.unwrap();
     assert!(matches!(again, Ran::Replayed(None)), "{again:?}");
     assert_eq!(notes(&store, &job).await, 3);
@@ -102,7 +112,9 @@ async fn a_key_reused_for_another_request_is_refused(store: Arc<dyn Store>) {
 async fn a_refused_command_records_no_key(store: Arc<dyn Store>) {
     let (job, tasks) = create_with_tasks(&store, job_req(), 1).await;
     let t = tasks[0];
-    set_task(&store, job.id, t, Status::Completed).await.expect("complete");
+    set_task(&store, job.id, t, Status::Completed)
+        .await
+        .expect("complete");
     // Per item: a refused item is part of the answer (the batch itself committed).
     let cmd = Command::UpdateTasks(vec![TaskUpdate::status(job.id, t, Status::InProgress)]);
     let ran = store
@@ -112,7 +124,10 @@ async fn a_refused_command_records_no_key(store: Arc<dyn Store>) {
     let Ran::Applied(Answer::Updates(items)) = ran else {
         panic!("{ran:?}")
     };
-    assert!(matches!(items[0], Err(portauthority_core::Refusal::Conflict(_))));
+    assert!(matches!(
+        items[0],
+        Err(portauthority_core::Refusal::Conflict(_))
+    ));
     // A whole command refused: nothing recorded, so the same key applies once it can.
     let missing = new_job(job_req()).id;
     let cmd = Command::AddNote(NewNote {
@@ -133,7 +148,13 @@ async fn a_refused_command_records_no_key(store: Arc<dyn Store>) {
         message: "early".into(),
         data: None,
     });
-    assert!(!store.run_once(once("bus:/t:early", "", false), cmd).await.unwrap().replayed());
+    assert!(
+        !store
+            .run_once(once("bus:/t:early", "", false), cmd)
+            .await
+            .unwrap()
+            .replayed()
+    );
 }
 
 async fn concurrent_commands_under_one_key_take_effect_once(store: Arc<dyn Store>) {

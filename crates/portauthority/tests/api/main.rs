@@ -8,6 +8,7 @@ mod errors;
 mod helpers;
 mod history;
 mod idempotency;
+mod idempotency_key;
 mod limits;
 mod lists;
 mod rollup;

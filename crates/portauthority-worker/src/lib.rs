@@ -1,0 +1,73 @@
+//! The worker loops of Port Authority: what `portauthority worker` runs, and what
+//! `portauthority serve` runs in-process unless `--no-worker`.
+//!
+//! - [`CommandConsumer`]: applies bus commands (`portauthority.commands.>`) through the
+//!   store's command layer, once per CloudEvent, and acks each after its commit.
+//! - [`BusSink`]: the outbox relay's way to the bus (`portauthority.events.>`), exactly
+//!   once per event and in per-job order.
+//!
+//! Every loop is a [`portauthority_store::Loop`], run by the application's supervisor.
+
+mod bus;
+mod consume;
+mod publish;
+
+pub use bus::{Bus, BusConfig};
+pub use consume::CommandConsumer;
+pub use publish::BusSink;
+
+use portauthority_core::{Env, Limits};
+use portauthority_store::relay::{Relay, Sink};
+use portauthority_store::{Loop, Store};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// What the worker loops are configured with.
+#[derive(Clone, Debug)]
+pub struct WorkerConfig {
+    /// The bus; without it the relay only drains the outbox for the other sinks.
+    pub bus: Option<BusConfig>,
+    /// How long a relay's claim keeps other relays off its jobs: after a relay dies, its
+    /// jobs' events wait this long for another.
+    pub relay_lease: Duration,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        WorkerConfig {
+            bus: None,
+            relay_lease: Duration::from_secs(30),
+        }
+    }
+}
+
+/// The worker's loops over `store`, connected to the bus when one is configured.
+pub async fn loops(
+    store: Arc<dyn Store>,
+    env: Env,
+    limits: Limits,
+    config: &WorkerConfig,
+) -> anyhow::Result<Vec<Arc<dyn Loop>>> {
+    let mut loops: Vec<Arc<dyn Loop>> = Vec::new();
+    let mut sinks: Vec<Arc<dyn Sink>> = Vec::new();
+    if let Some(bus_config) = &config.bus {
+        let bus = Bus::connect(bus_config).await?;
+        bus.ensure_streams().await?;
+        let consumer = CommandConsumer::new(store.clone(), bus.clone(), env.clone(), limits);
+        loops.push(Arc::new(consumer));
+        sinks.push(Arc::new(BusSink::new(store.clone(), bus, env).await?));
+    }
+    let relay = Relay::new(store, sinks, relay_id()).with_lease(config.relay_lease);
+    loops.push(Arc::new(relay));
+    Ok(loops)
+}
+
+/// A relay id unique to this process: its leases are told from every other relay's.
+fn relay_id() -> String {
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "relay".into());
+    format!(
+        "{host}-{}-{}",
+        std::process::id(),
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    )
+}

@@ -1,0 +1,1 @@
+//! Events out: exactly once, in per-job order, across crashes and relay outages.
