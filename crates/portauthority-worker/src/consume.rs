@@ -33,6 +33,16 @@ use tokio::sync::Mutex;
 /// Most messages taken in one step.
 const CHUNK: usize = 512;
 
+/// Jobs whose commands run at once: enough to fill the SQLite writer's groups and a
+/// PostgreSQL pool, not so many that they queue for connections until they time out.
+const JOBS_AT_ONCE: usize = 32;
+
+/// A command that failed for a transient reason is tried again in place (keeping its
+/// job's order) this many times, with a doubling pause from [`RETRY_FIRST`], before it is
+/// handed back to the stream.
+const RETRIES_IN_PLACE: u32 = 6;
+const RETRY_FIRST: Duration = Duration::from_millis(100);
+
 /// How long a command that failed for a transient reason waits before it comes back.
 const RETRY_DELAY: Duration = Duration::from_secs(1);
 
@@ -165,6 +175,29 @@ impl CommandConsumer {
         }
     }
 
+    /// [`CommandConsumer::apply`], tried again in place while it fails for a transient
+    /// reason (the stream is told the command is in progress meanwhile), so that a short
+    /// outage does not reorder a job's commands.
+    async fn apply_retrying(
+        &self,
+        message: &async_nats::jetstream::Message,
+        incoming: &Incoming,
+    ) -> Outcome {
+        let mut pause = RETRY_FIRST;
+        let mut outcome = self.apply(incoming).await;
+        for _ in 0..RETRIES_IN_PLACE {
+            let Outcome::Transient(e) = &outcome else {
+                break;
+            };
+            tracing::debug!(id = %incoming.id, error = %e, "retrying a command in place");
+            let _ = message.ack_with(AckKind::Progress).await;
+            tokio::time::sleep(pause).await;
+            pause *= 2;
+            outcome = self.apply(incoming).await;
+        }
+        outcome
+    }
+
     /// Applies one job's commands in order; after a transient failure the rest wait too
     /// (they come back after it, in order).
     async fn apply_job(&self, commands: Vec<(async_nats::jetstream::Message, Incoming)>) -> Tally {
@@ -176,7 +209,7 @@ impl CommandConsumer {
                 tally.retried += 1;
                 continue;
             }
-            match self.apply(&incoming).await {
+            match self.apply_retrying(&message, &incoming).await {
                 Outcome::Applied => {
                     tracing::debug!(id = %incoming.id, r#type = incoming.ty.type_name(), "applied");
                     tally.applied += 1;
@@ -331,8 +364,12 @@ impl Loop for CommandConsumer {
                 }
             }
         }
-        for t in futures::future::join_all(jobs.into_iter().map(|list| self.apply_job(list))).await
-        {
+        let tallies: Vec<Tally> = futures::stream::iter(jobs)
+            .map(|list| self.apply_job(list))
+            .buffer_unordered(JOBS_AT_ONCE)
+            .collect()
+            .await;
+        for t in tallies {
             tally.add(&t);
         }
         self.report(&tally).await;

@@ -97,18 +97,8 @@ async fn malformed_commands_are_dead_lettered_with_a_reason_and_consumption_goes
     let url = format!("sqlite://{}", dir.path().join("bus.db").display());
     let server = bus_server(&bus, &url, dir.path(), "bus", &[]).await;
     let http = server.http();
-    let job: serde_json::Value = http
-        .post(format!("{}/v1/jobs", server.base))
-        .json(&json!({"type": "bus.test", "namespace": "com.example.dead", "tasks": [{"type": "t", "namespace": "com.example.dead"}]}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let job_id = job["job"]["id"].as_str().unwrap().to_owned();
-    let tasks = get_json(&http, &server.base, &format!("/v1/jobs/{job_id}/tasks")).await;
-    let task_id = tasks["tasks"][0]["id"].as_str().unwrap().to_owned();
+    let (job_id, tasks) = create_job(&http, &server.base, "com.example.dead", 1).await;
+    let task_id = tasks[0].clone();
     let status = |id: &str, status: &str| {
         command_message(
             CommandType::TaskStatus,

@@ -114,6 +114,12 @@ impl Bus {
         }
     }
 
+    /// How many messages stream `what` holds.
+    pub async fn pending(&self, what: &str) -> u64 {
+        let mut stream = self.js.get_stream(self.stream(what)).await.expect("stream");
+        stream.info().await.expect("stream info").state.messages
+    }
+
     /// Waits until the workers' consumer has acked everything on the commands stream.
     pub async fn wait_until_consumed(&self, within: Duration) {
         let until = Instant::now() + within;
@@ -362,6 +368,37 @@ pub async fn get_json(http: &reqwest::Client, base: &str, path: &str) -> Value {
         .json()
         .await
         .expect("JSON")
+}
+
+/// Creates a job (with `tasks` tasks of the job's namespace) over HTTP; its id and its
+/// tasks' ids.
+pub async fn create_job(
+    http: &reqwest::Client,
+    base: &str,
+    namespace: &str,
+    tasks: usize,
+) -> (String, Vec<String>) {
+    let tasks: Vec<Value> = (0..tasks)
+        .map(|_| json!({"type": "bus.step", "namespace": namespace}))
+        .collect();
+    let job: Value = http
+        .post(format!("{base}/v1/jobs"))
+        .json(&json!({"type": "bus.test", "namespace": namespace, "tasks": tasks}))
+        .send()
+        .await
+        .expect("create a job")
+        .json()
+        .await
+        .expect("JSON");
+    let id = job["job"]["id"].as_str().expect("a job id").to_owned();
+    let list = get_json(http, base, &format!("/v1/jobs/{id}/tasks?size=1000")).await;
+    let tasks = list["tasks"]
+        .as_array()
+        .expect("tasks")
+        .iter()
+        .map(|t| t["id"].as_str().expect("a task id").to_owned())
+        .collect();
+    (id, tasks)
 }
 
 /// A header of a message, as text.
