@@ -9,6 +9,8 @@
 //! Any selection and order of phases works: a phase that needs jobs or tasks takes those
 //! the phases before it made, and creates its own, untimed, when there are none.
 
+pub mod bus;
+
 use anyhow::Context;
 use portauthority_client::Client;
 use portauthority_core::api::{CreateJobRequest, CreateTaskRequest, TaskStatusUpdateItem};
@@ -128,13 +130,7 @@ async fn drive(
     }
     let seconds = start.elapsed().as_secs_f64();
     lat.sort_unstable();
-    let pct = |p: f64| -> f64 {
-        if lat.is_empty() {
-            return 0.0;
-        }
-        let idx = ((lat.len() as f64 * p).ceil() as usize).clamp(1, lat.len()) - 1;
-        lat[idx] as f64 / 1000.0
-    };
+    let pct = |p: f64| percentile_ms(&lat, p);
     PhaseResult {
         phase: phase.to_owned(),
         concurrency,
@@ -150,6 +146,15 @@ async fn drive(
         max_ms: lat.last().map(|m| *m as f64 / 1000.0).unwrap_or(0.0),
         first_error,
     }
+}
+
+/// The `p` quantile of sorted latencies in microseconds, in milliseconds (0 when none).
+fn percentile_ms(sorted_micros: &[u64], p: f64) -> f64 {
+    if sorted_micros.is_empty() {
+        return 0.0;
+    }
+    let idx = ((sorted_micros.len() as f64 * p).ceil() as usize).clamp(1, sorted_micros.len()) - 1;
+    sorted_micros[idx] as f64 / 1000.0
 }
 
 fn job_request(i: usize) -> CreateJobRequest {

@@ -62,6 +62,12 @@ struct BenchCommand {
     database_url: Option<String>,
     #[command(flatten)]
     args: portauthority_bench::BenchArgs,
+    /// Measure the bus instead: task status commands over NATS, applied per second and
+    /// publish-to-event latency. A started server gets --nats-url and --bus-prefix.
+    #[arg(long)]
+    bus: bool,
+    #[command(flatten)]
+    bus_args: portauthority_bench::bus::BusArgs,
 }
 
 #[derive(Args, Debug)]
@@ -416,14 +422,23 @@ async fn bench(b: BenchCommand) -> anyhow::Result<()> {
                 .local_addr()?
                 .port();
             let listen = format!("127.0.0.1:{port}");
+            let mut serve = vec![
+                "serve",
+                "--listen",
+                &listen,
+                "--database-url",
+                &database_url,
+            ];
+            if b.bus {
+                serve.extend([
+                    "--nats-url",
+                    &b.bus_args.nats_url,
+                    "--bus-prefix",
+                    &b.bus_args.bus_prefix,
+                ]);
+            }
             let c = std::process::Command::new(std::env::current_exe()?)
-                .args([
-                    "serve",
-                    "--listen",
-                    &listen,
-                    "--database-url",
-                    &database_url,
-                ])
+                .args(serve)
                 .env("PORTAUTHORITY_LOG", "warn")
                 .spawn()
                 .context("starting the server")?;
@@ -446,7 +461,15 @@ async fn bench(b: BenchCommand) -> anyhow::Result<()> {
         );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    portauthority_bench::run(client, &b.args).await?;
+    if b.bus {
+        let result = portauthority_bench::bus::run(client, &b.bus_args).await?;
+        if let Some(path) = &b.args.json {
+            std::fs::write(path, serde_json::to_string_pretty(&result)?)
+                .with_context(|| format!("writing {}", path.display()))?;
+        }
+    } else {
+        portauthority_bench::run(client, &b.args).await?;
+    }
     if let Some(c) = &child
         && let Some(mib) = peak_rss_mib(c.0.id())
     {
