@@ -19,7 +19,7 @@ pub use api::EventKind;
 pub use clock::{Clock, Env, Ids, ManualClock};
 pub use command::{AddTasks, NewNote, SetJobStatus, TaskUpdate};
 pub use ids::{JobId, TaskId};
-pub use machine::{EventDraft, JobState, Refusal, TaskChange, TaskState};
+pub use machine::{EventDraft, JobState, Refusal, TIMED_OUT, TaskChange, TaskState};
 pub use status::{Counters, Status};
 pub use time::Timestamp;
 pub use validate::{Limits, Name, ValidationError, ValidationErrors};

@@ -24,7 +24,7 @@ use crate::query::{HistoryScope, JobFilter, Page, Paging, TaskFilter};
 use crate::{Created, NewNote, Store, StoreError, TaskUpdate};
 use async_trait::async_trait;
 use portauthority_core::api::{HistoryEvent, Job, NewJob, Task};
-use portauthority_core::{AddTasks, Env, JobId, SetJobStatus, TaskId};
+use portauthority_core::{AddTasks, Env, JobId, SetJobStatus, TaskId, Timestamp};
 use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgConnection, PgPool, Postgres};
@@ -455,6 +455,10 @@ impl Store for PgStore {
         "postgres"
     }
 
+    fn env(&self) -> &Env {
+        &self.env
+    }
+
     async fn create_job(&self, job: NewJob) -> Result<Created<Job>, StoreError> {
         let now = self.env.now();
         self.tx(|c| Box::pin(write::create_job(c, job.clone(), now)))
@@ -605,6 +609,22 @@ impl Store for PgStore {
 
     async fn outbox_backlog(&self) -> Result<u64, StoreError> {
         feed::backlog(&self.pool).await.map_err(db_error)
+    }
+
+    async fn due_tasks(
+        &self,
+        now: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<(JobId, TaskId)>, StoreError> {
+        let mut c = self.conn().await?;
+        let due = lists::due_tasks(&mut c, now, limit).await;
+        c.finish(due).map_err(db_error)
+    }
+
+    async fn due_jobs(&self, now: Timestamp, limit: u32) -> Result<Vec<JobId>, StoreError> {
+        let mut c = self.conn().await?;
+        let due = lists::due_jobs(&mut c, now, limit).await;
+        c.finish(due).map_err(db_error)
     }
 
     fn background(&self) -> Vec<Arc<dyn Loop>> {

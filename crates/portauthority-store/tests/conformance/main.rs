@@ -60,6 +60,7 @@ mod list_paths;
 mod lists;
 mod not_found;
 mod seed;
+mod sweeper;
 mod tasks;
 mod text;
 mod timeouts;
