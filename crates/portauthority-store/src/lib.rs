@@ -12,6 +12,7 @@ pub mod feed;
 pub mod postgres;
 mod query;
 pub mod relay;
+pub mod retention;
 pub mod seed;
 pub mod sqlite;
 pub mod sweeper;
@@ -140,6 +141,16 @@ pub trait Store: Send + Sync + 'static {
     /// Jobs whose deadline has come at `now` (`JobHead::deadline`: still open
     /// `timeout_seconds` after their `start_time`), soonest first, at most `limit`.
     async fn due_jobs(&self, now: Timestamp, limit: u32) -> Result<Vec<JobId>, StoreError>;
+
+    /// Deletes up to `limit` expired jobs in one transaction: for each `(status, cutoff)`
+    /// (`RetentionPolicy::cutoffs`), the jobs of that status whose `end_time` is before
+    /// `cutoff`, oldest first, with their tasks, history, outbox rows and outbox leases.
+    /// The stored job counts follow. Returns how many jobs it deleted.
+    async fn delete_expired_jobs(
+        &self,
+        cutoffs: &[(Status, Timestamp)],
+        limit: u32,
+    ) -> Result<u64, StoreError>;
 
     /// The store's own background loops (checkpoints, count folding, wake-ups), for the
     /// application's supervisor to run.

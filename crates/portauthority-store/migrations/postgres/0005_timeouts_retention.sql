@@ -13,3 +13,7 @@ CREATE INDEX tasks_deadline ON tasks (deadline) WHERE deadline IS NOT NULL;
 
 ALTER TABLE jobs ADD COLUMN timeout_seconds bigint, ADD COLUMN deadline timestamptz;
 CREATE INDEX jobs_deadline ON jobs (deadline) WHERE deadline IS NOT NULL;
+
+-- Retention by outcome deletes the terminal jobs of one status that ended before a cutoff,
+-- oldest first: a range of this index. Only terminal jobs have an end_time.
+CREATE INDEX jobs_expiry ON jobs (status, end_time) WHERE end_time IS NOT NULL;

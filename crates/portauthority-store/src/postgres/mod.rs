@@ -24,7 +24,7 @@ use crate::query::{HistoryScope, JobFilter, Page, Paging, TaskFilter};
 use crate::{Created, NewNote, Store, StoreError, TaskUpdate};
 use async_trait::async_trait;
 use portauthority_core::api::{HistoryEvent, Job, NewJob, Task};
-use portauthority_core::{AddTasks, Env, JobId, SetJobStatus, TaskId, Timestamp};
+use portauthority_core::{AddTasks, Env, JobId, SetJobStatus, Status, TaskId, Timestamp};
 use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgConnection, PgPool, Postgres};
@@ -625,6 +625,18 @@ impl Store for PgStore {
         let mut c = self.conn().await?;
         let due = lists::due_jobs(&mut c, now, limit).await;
         c.finish(due).map_err(db_error)
+    }
+
+    async fn delete_expired_jobs(
+        &self,
+        cutoffs: &[(Status, Timestamp)],
+        limit: u32,
+    ) -> Result<u64, StoreError> {
+        self.tx(|c| {
+            let cutoffs = cutoffs.to_vec();
+            Box::pin(async move { Ok(write::delete_expired_jobs(c, &cutoffs, limit).await?) })
+        })
+        .await
     }
 
     fn background(&self) -> Vec<Arc<dyn Loop>> {

@@ -566,3 +566,38 @@ impl From<portauthority_core::Refusal> for TxError {
         TxError::Store(r.into())
     }
 }
+
+/// See `Store::delete_expired_jobs`. Each job's tasks, history and meta rows go with it by
+/// cascade (and the history's outbox rows with them), and the count triggers append their
+/// deltas; its outbox lease has no foreign key and goes here. `SKIP LOCKED`: a job a writer
+/// holds (or another process's retention) is left for a later step, so retention never
+/// waits on a writer; the row lock re-checks that a job it takes is still expired.
+pub(crate) async fn delete_expired_jobs(
+    c: &mut PgConnection,
+    cutoffs: &[(Status, Timestamp)],
+    limit: u32,
+) -> Result<u64, sqlx::Error> {
+    let mut deleted = 0;
+    for (status, cutoff) in cutoffs {
+        let rest = i64::from(limit) - deleted as i64;
+        if rest <= 0 {
+            break;
+        }
+        deleted += sqlx::query(
+            "WITH doomed AS (
+                 SELECT id FROM jobs WHERE status = $1 AND end_time < $2
+                 ORDER BY end_time LIMIT $3 FOR UPDATE SKIP LOCKED
+             ), leases AS (
+                 DELETE FROM outbox_leases WHERE job_id IN (SELECT id FROM doomed)
+             )
+             DELETE FROM jobs WHERE id IN (SELECT id FROM doomed)",
+        )
+        .bind(status.code())
+        .bind(ts(*cutoff))
+        .bind(rest)
+        .execute(&mut *c)
+        .await?
+        .rows_affected();
+    }
+    Ok(deleted)
+}

@@ -22,7 +22,7 @@ use crate::query::{HistoryScope, JobFilter, Page, Paging, TaskFilter};
 use crate::{Created, NewNote, Store, StoreError, TaskUpdate};
 use async_trait::async_trait;
 use portauthority_core::api::{HistoryEvent, Job, NewJob, Task};
-use portauthority_core::{AddTasks, Env, JobId, SetJobStatus, TaskId, Timestamp};
+use portauthority_core::{AddTasks, Env, JobId, SetJobStatus, Status, TaskId, Timestamp};
 use rusqlite::{Connection, OpenFlags};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -329,6 +329,17 @@ impl Store for SqliteStore {
     async fn due_jobs(&self, now: Timestamp, limit: u32) -> Result<Vec<JobId>, StoreError> {
         self.readers
             .run(move |c| lists::due_jobs(c, now, limit))
+            .await
+    }
+
+    async fn delete_expired_jobs(
+        &self,
+        cutoffs: &[(Status, Timestamp)],
+        limit: u32,
+    ) -> Result<u64, StoreError> {
+        let cutoffs = cutoffs.to_vec();
+        self.writer
+            .run(move |tx| write::delete_expired_jobs(tx, &cutoffs, limit))
             .await
     }
 

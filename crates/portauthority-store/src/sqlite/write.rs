@@ -433,3 +433,48 @@ pub(crate) fn ack_outbox(c: &Connection, relay: &str, seqs: &[i64]) -> Result<()
     }
     Ok(())
 }
+
+// ---------------------------------------------------------------------------------------
+// Retention
+
+/// See `Store::delete_expired_jobs`. Each job's tasks, history and meta rows go with it by
+/// cascade (and the history's outbox rows with them), and the triggers keep the counts;
+/// its outbox lease has no foreign key and goes here. One writer call: the writes queued
+/// behind it wait for at most `limit` jobs' worth of deletes.
+pub(crate) fn delete_expired_jobs(
+    c: &Connection,
+    cutoffs: &[(Status, Timestamp)],
+    limit: u32,
+) -> Result<u64, StoreError> {
+    let mut doomed: Vec<[u8; 16]> = Vec::new();
+    for (status, cutoff) in cutoffs {
+        let rest = i64::from(limit) - doomed.len() as i64;
+        if rest <= 0 {
+            break;
+        }
+        let ids = c
+            .prepare_cached(
+                "SELECT id FROM jobs WHERE status = ?1 AND end_time < ?2 \
+                 ORDER BY end_time LIMIT ?3",
+            )
+            .map_err(internal)?
+            .query_map(params![status.code(), cutoff.as_millis(), rest], |r| {
+                r.get(0)
+            })
+            .map_err(internal)?
+            .collect::<rusqlite::Result<Vec<[u8; 16]>>>()
+            .map_err(internal)?;
+        doomed.extend(ids);
+    }
+    for id in &doomed {
+        c.prepare_cached("DELETE FROM outbox_leases WHERE job_id = ?1")
+            .map_err(internal)?
+            .execute([id])
+            .map_err(internal)?;
+        c.prepare_cached("DELETE FROM jobs WHERE id = ?1")
+            .map_err(internal)?
+            .execute([id])
+            .map_err(internal)?;
+    }
+    Ok(doomed.len() as u64)
+}

@@ -59,6 +59,7 @@ mod jobs;
 mod list_paths;
 mod lists;
 mod not_found;
+mod retention;
 mod seed;
 mod sweeper;
 mod tasks;
