@@ -17,7 +17,7 @@ use anyhow::Context;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::response::{IntoResponse, Response};
-use portauthority_core::{Env, Limits};
+use portauthority_core::{Env, Limits, RetentionPolicy};
 use portauthority_store::Store;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -54,6 +54,9 @@ pub struct Config {
     /// At shutdown, how long open connections get to finish their requests before they are
     /// closed.
     pub shutdown_drain: Duration,
+    /// How long terminal jobs are kept after they end, by outcome (default: forever). With
+    /// any set, the retention loop runs.
+    pub retention: RetentionPolicy,
 }
 
 impl Default for Config {
@@ -73,6 +76,7 @@ impl Default for Config {
             idle_timeout: Duration::from_secs(75),
             // Well inside the 30 s Kubernetes gives a pod after SIGTERM (systemd gives 90 s).
             shutdown_drain: Duration::from_secs(10),
+            retention: RetentionPolicy::default(),
         }
     }
 }
@@ -92,6 +96,7 @@ pub struct App {
     router: Router,
     store: Arc<dyn Store>,
     timers: serve::Timers,
+    retention: RetentionPolicy,
 }
 
 impl App {
@@ -128,6 +133,7 @@ impl App {
                 idle: config.idle_timeout,
                 drain: config.shutdown_drain,
             },
+            retention: config.retention,
         }
     }
 
@@ -141,11 +147,17 @@ impl App {
         &self.store
     }
 
-    /// The supervisor of this app's background loops, with the store's loops started.
+    /// The supervisor of this app's background loops: the store's, the timeout sweeper, and
+    /// retention when configured.
     fn start_loops(&self) -> supervisor::Supervisor {
+        use portauthority_store::{retention::Retention, sweeper::Sweeper};
         let mut loops = supervisor::Supervisor::new();
         for l in self.store.background() {
             loops.spawn(l);
+        }
+        loops.spawn(Arc::new(Sweeper::new(self.store.clone())));
+        if self.retention.is_set() {
+            loops.spawn(Arc::new(Retention::new(self.store.clone(), self.retention)));
         }
         tracing::debug!(loops = ?loops.loops(), "background loops running");
         loops
