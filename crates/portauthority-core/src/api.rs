@@ -33,6 +33,9 @@ pub struct Job {
     #[cfg_attr(feature = "schema", schemars(with = "serde_json::Map<String, Value>"))]
     pub meta: Box<RawValue>,
     pub auto_complete: bool,
+    /// Fail the job (reason `timed_out`, its open tasks cancelled) when it is not terminal
+    /// this long after its `start_time`.
+    pub timeout_seconds: Option<i64>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
 }
@@ -64,7 +67,8 @@ pub struct Task {
     #[schema(value_type = Object)]
     #[cfg_attr(feature = "schema", schemars(with = "serde_json::Map<String, Value>"))]
     pub meta: Box<RawValue>,
-    /// Fail the task (reason `timed_out`) when no heartbeat or progress arrives for this long.
+    /// Fail the task (reason `timed_out`) when it sees no heartbeat, progress or status
+    /// change for this long (a pending task: counted from its creation).
     pub timeout_seconds: Option<i64>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
@@ -273,6 +277,10 @@ pub struct CreateJobRequest {
     /// Default: the time of registration.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_time: Option<Timestamp>,
+    /// 1 to 31536000: fail the job (reason `timed_out`) when it is not terminal this long
+    /// after its `start_time`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_seconds: Option<i64>,
     /// Tasks created atomically with the job.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tasks: Option<Vec<CreateTaskRequest>>,
@@ -301,6 +309,8 @@ pub struct CreateTaskRequest {
     pub meta: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_time: Option<Timestamp>,
+    /// 1 to 31536000: fail the task (reason `timed_out`) when it sees no heartbeat, progress
+    /// or status change for this long.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_seconds: Option<i64>,
 }
@@ -440,6 +450,7 @@ pub struct NewJob {
     pub meta: Meta,
     pub auto_complete: bool,
     pub start_time: Option<Timestamp>,
+    pub timeout_seconds: Option<i64>,
     pub tasks: Vec<NewTask>,
 }
 
@@ -452,12 +463,7 @@ impl CreateTaskRequest {
         let meta = errs.check("meta", Meta::parse(self.meta, limits));
         let timeout = errs.check(
             "timeout_seconds",
-            match self.timeout_seconds {
-                Some(t) if !(1..=31_536_000).contains(&t) => {
-                    Err("must be between 1 and 31536000 seconds".into())
-                }
-                t => Ok(t),
-            },
+            validate::timeout_seconds(self.timeout_seconds),
         );
         let id_supplied = self.id.is_some();
         errs.into_result(|| NewTask {
@@ -514,6 +520,10 @@ impl CreateJobRequest {
             validate::correlation_id(self.correlation_id, limits),
         );
         let meta = errs.check("meta", Meta::parse(self.meta, limits));
+        let timeout = errs.check(
+            "timeout_seconds",
+            validate::timeout_seconds(self.timeout_seconds),
+        );
         let tasks = match validate_tasks(self.tasks.unwrap_or_default(), "tasks", limits, ids) {
             Ok(t) => Some(t),
             Err(e) => {
@@ -531,6 +541,7 @@ impl CreateJobRequest {
             meta: meta.expect("checked"),
             auto_complete: self.auto_complete.unwrap_or(true),
             start_time: self.start_time,
+            timeout_seconds: timeout.expect("checked"),
             tasks: tasks.expect("checked"),
         })
     }
@@ -571,6 +582,7 @@ impl NewJob {
             && existing.namespace == self.namespace.as_str()
             && existing.correlation_id == self.correlation_id
             && existing.auto_complete == self.auto_complete
+            && existing.timeout_seconds == self.timeout_seconds
             && meta_equals(&self.meta, &existing.meta)
             && self.start_time.is_none_or(|t| t == existing.start_time)
     }

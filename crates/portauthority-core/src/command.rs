@@ -94,6 +94,15 @@ impl TaskUpdate {
         }
     }
 
+    /// The sweeper's: fail the task with reason `timed_out` if it is still due.
+    pub fn time_out(job_id: JobId, task_id: TaskId) -> TaskUpdate {
+        TaskUpdate {
+            job_id,
+            task_id,
+            change: TaskChange::TimeOut,
+        }
+    }
+
     pub fn heartbeat(
         job_id: JobId,
         task_id: TaskId,

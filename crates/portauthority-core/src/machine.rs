@@ -18,6 +18,9 @@
 //!     failed --> pending: retry (attempt + 1)
 //!     failed --> in_progress: retry (attempt + 1)
 //! ```
+//!
+//! A timeout (the sweeper's [`TaskChange::TimeOut`]) is the transition to `failed`, with
+//! reason `timed_out`, of a task that is still due when it applies.
 
 use crate::api::{EventKind, Progress};
 use crate::status::{Counters, Status};
@@ -76,6 +79,32 @@ pub enum TaskChange {
         progress: Option<Progress>,
         message: Option<String>,
     },
+    /// The timeout sweeper's change: `failed` with reason [`TIMED_OUT`], as a client's
+    /// status change would record it. Its planner applies it only to a task that is still
+    /// due ([`is_due`]) once its job is locked.
+    TimeOut,
+}
+
+/// The reason recorded when the sweeper fails a task or a job that timed out.
+pub const TIMED_OUT: &str = "timed_out";
+
+/// When something with a timeout times out if nothing moves it first: `timeout_seconds`
+/// after `since` (a task: its last heartbeat, progress or status change, or its creation; a
+/// job: its `start_time`).
+pub fn times_out_at(since: Timestamp, timeout_seconds: Option<i64>) -> Option<Timestamp> {
+    let ms = timeout_seconds?.saturating_mul(1000);
+    Some(Timestamp::from_millis(since.as_millis().saturating_add(ms)))
+}
+
+/// The deadline the sweeper acts on: `times_out_at` while the task or job is open; none once
+/// it is terminal (a retry that reopens it brings it back).
+pub fn deadline(status: Status, times_out_at: Option<Timestamp>) -> Option<Timestamp> {
+    times_out_at.filter(|_| !status.is_terminal())
+}
+
+/// Whether a deadline has come at `now`.
+pub fn is_due(deadline: Option<Timestamp>, now: Timestamp) -> bool {
+    deadline.is_some_and(|d| d <= now)
 }
 
 /// A history event before the store gives it a sequence number.
@@ -201,114 +230,150 @@ fn settle(job: &mut JobState, now: Timestamp) -> Option<EventDraft> {
     Some(EventDraft::status(from, derived, None))
 }
 
-/// Applies a status change or heartbeat to a task of a job.
+/// Applies a status change, heartbeat or timeout to a task of a job.
 pub fn change_task(
     job: &JobState,
     task: &TaskState,
     change: &TaskChange,
     now: Timestamp,
 ) -> Result<TaskOutcome, Refusal> {
-    let mut job = job.clone();
-    let mut next = task.clone();
-    let from = task.status;
-    let no_op = |job: JobState, task: &TaskState| TaskOutcome {
-        task: task.clone(),
-        job,
-        task_event: None,
-        job_event: None,
-    };
-
-    let task_event = match change {
+    match change {
         TaskChange::Heartbeat { progress, message } => {
-            if from.is_terminal() {
-                return Err(Refusal::Conflict(format!(
-                    "task is {from}; heartbeats are only accepted while it is pending or in_progress"
-                )));
-            }
-            if progress.is_some() {
-                next.progress = *progress;
-            }
-            EventDraft {
-                progress: *progress,
-                message: message.clone(),
-                ..EventDraft::simple(EventKind::Heartbeat)
-            }
+            heartbeat(job, task, *progress, message, now)
         }
         TaskChange::Status {
             to,
             reason,
             error,
             progress,
-        } => {
-            let to = *to;
-            use Status::*;
-            let retry = from == Failed && matches!(to, Pending | InProgress);
-            match (from, to) {
-                (f, t) if f == t && f != InProgress => return Ok(no_op(job, task)),
-                (InProgress, InProgress) => {
-                    if progress.is_some() {
-                        next.progress = *progress;
-                    }
-                    if error.is_some() {
-                        next.error = error.clone();
-                    }
-                    let event = EventDraft {
-                        progress: *progress,
-                        message: reason.clone(),
-                        ..EventDraft::simple(EventKind::Heartbeat)
-                    };
-                    return Ok(TaskOutcome {
-                        task: next,
-                        job,
-                        task_event: Some(event),
-                        job_event: None,
-                    });
-                }
-                (Pending, _) | (InProgress, Completed | Failed | Cancelled) => {}
-                (Failed, Pending | InProgress) => {}
-                (InProgress, Pending) => {
-                    return Err(Refusal::Conflict(
-                        "an in_progress task cannot go back to pending".into(),
-                    ));
-                }
-                (Failed, _) => {
-                    return Err(Refusal::Conflict(format!(
-                        "task failed; retry it (status pending or in_progress) before setting {to}"
-                    )));
-                }
-                (Completed | Cancelled, _) => {
-                    return Err(Refusal::Conflict(format!(
-                        "task is {from}, which is final; it cannot become {to}"
-                    )));
-                }
-            }
-            next.status = to;
-            next.end_time = to.is_terminal().then_some(now);
+        } => set_task_status(job, task, *to, reason, error, *progress, now),
+        TaskChange::TimeOut => {
+            let reason = Some(TIMED_OUT.to_owned());
+            set_task_status(job, task, Status::Failed, &reason, &None, None, now)
+        }
+    }
+}
+
+/// The outcome of a task change that records `task_event`, with the job re-derived.
+fn changed(
+    mut job: JobState,
+    task: TaskState,
+    task_event: EventDraft,
+    now: Timestamp,
+) -> TaskOutcome {
+    let job_event = settle(&mut job, now);
+    TaskOutcome {
+        task,
+        job,
+        task_event: Some(task_event),
+        job_event,
+    }
+}
+
+fn heartbeat(
+    job: &JobState,
+    task: &TaskState,
+    progress: Option<Progress>,
+    message: &Option<String>,
+    now: Timestamp,
+) -> Result<TaskOutcome, Refusal> {
+    let from = task.status;
+    if from.is_terminal() {
+        return Err(Refusal::Conflict(format!(
+            "task is {from}; heartbeats are only accepted while it is pending or in_progress"
+        )));
+    }
+    let mut next = task.clone();
+    if progress.is_some() {
+        next.progress = progress;
+    }
+    let event = EventDraft {
+        progress,
+        message: message.clone(),
+        ..EventDraft::simple(EventKind::Heartbeat)
+    };
+    Ok(changed(job.clone(), next, event, now))
+}
+
+fn set_task_status(
+    job: &JobState,
+    task: &TaskState,
+    to: Status,
+    reason: &Option<String>,
+    error: &Option<String>,
+    progress: Option<Progress>,
+    now: Timestamp,
+) -> Result<TaskOutcome, Refusal> {
+    use Status::*;
+    let mut job = job.clone();
+    let mut next = task.clone();
+    let from = task.status;
+    let retry = from == Failed && matches!(to, Pending | InProgress);
+    match (from, to) {
+        (f, t) if f == t && f != InProgress => {
+            return Ok(TaskOutcome {
+                task: task.clone(),
+                job,
+                task_event: None,
+                job_event: None,
+            });
+        }
+        (InProgress, InProgress) => {
             if progress.is_some() {
-                next.progress = *progress;
-            }
-            if retry {
-                next.attempt += 1;
-                next.error = None;
-                job.explicit = false;
+                next.progress = progress;
             }
             if error.is_some() {
                 next.error = error.clone();
             }
-            job.counters.shift(from, to, 1);
-            EventDraft {
-                progress: *progress,
-                ..EventDraft::status(from, to, reason.clone())
-            }
+            let event = EventDraft {
+                progress,
+                message: reason.clone(),
+                ..EventDraft::simple(EventKind::Heartbeat)
+            };
+            return Ok(TaskOutcome {
+                task: next,
+                job,
+                task_event: Some(event),
+                job_event: None,
+            });
         }
+        (Pending, _) | (InProgress, Completed | Failed | Cancelled) => {}
+        (Failed, Pending | InProgress) => {}
+        (InProgress, Pending) => {
+            return Err(Refusal::Conflict(
+                "an in_progress task cannot go back to pending".into(),
+            ));
+        }
+        (Failed, _) => {
+            return Err(Refusal::Conflict(format!(
+                "task failed; retry it (status pending or in_progress) before setting {to}"
+            )));
+        }
+        (Completed | Cancelled, _) => {
+            return Err(Refusal::Conflict(format!(
+                "task is {from}, which is final; it cannot become {to}"
+            )));
+        }
+    }
+    next.status = to;
+    next.end_time = to.is_terminal().then_some(now);
+    if progress.is_some() {
+        next.progress = progress;
+    }
+    if retry {
+        next.attempt += 1;
+        next.error = None;
+        job.explicit = false;
+    }
+    if error.is_some() {
+        next.error = error.clone();
+    }
+    job.counters.shift(from, to, 1);
+    let event = EventDraft {
+        progress,
+        ..EventDraft::status(from, to, reason.clone())
     };
-    let job_event = settle(&mut job, now);
-    Ok(TaskOutcome {
-        task: next,
-        job,
-        task_event: Some(task_event),
-        job_event,
-    })
+    Ok(changed(job, next, event, now))
 }
 
 /// Adds `n` pending tasks to a job.

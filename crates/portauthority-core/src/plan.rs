@@ -15,7 +15,7 @@
 use crate::api::{EventKind, HistoryEvent, Job, NewJob, NewTask, Task};
 use crate::command::{AddTasks, NewNote, SetJobStatus, TaskUpdate};
 use crate::ids::{JobId, TaskId};
-use crate::machine::{self, EventDraft, JobState, Refusal, TaskState};
+use crate::machine::{self, EventDraft, JobState, Refusal, TaskChange, TaskState};
 use crate::status::Status;
 use crate::time::Timestamp;
 use crate::validate::Meta;
@@ -37,6 +37,36 @@ pub struct JobHead {
     pub state: JobState,
     /// The per-job sequence number of the job's last history event (0: none yet).
     pub last_seq: i64,
+    /// When the job times out while it is open: its `start_time` plus its
+    /// `timeout_seconds`, fixed at creation (see [`job_times_out_at`]).
+    pub times_out_at: Option<Timestamp>,
+}
+
+impl JobHead {
+    /// The deadline a store keeps for the job: where the sweeper finds it.
+    pub fn deadline(&self) -> Option<Timestamp> {
+        machine::deadline(self.state.status, self.times_out_at)
+    }
+}
+
+/// When a job with a timeout times out, if it is still open then.
+pub fn job_times_out_at(job: &Job) -> Option<Timestamp> {
+    machine::times_out_at(job.start_time, job.timeout_seconds)
+}
+
+/// The deadline a store keeps for a job row.
+pub fn job_deadline(job: &Job) -> Option<Timestamp> {
+    machine::deadline(job.status, job_times_out_at(job))
+}
+
+/// The deadline a store keeps for a task row: `timeout_seconds` after its last heartbeat,
+/// progress or status change (each of which sets its `updated_at`; a new task's is its
+/// creation), none when it has no timeout or is terminal.
+pub fn task_deadline(task: &Task) -> Option<Timestamp> {
+    machine::deadline(
+        task.status,
+        machine::times_out_at(task.updated_at, task.timeout_seconds),
+    )
 }
 
 /// A job row as loaded whole: what the API shows plus what only the rules read.
@@ -59,6 +89,7 @@ impl StoredJob {
                 end_time: self.job.end_time,
             },
             last_seq: self.last_seq,
+            times_out_at: job_times_out_at(&self.job),
         }
     }
 
@@ -360,11 +391,16 @@ pub fn create_job(
         tasks: state.counters,
         meta: new.meta.to_raw(),
         auto_complete: new.auto_complete,
+        timeout_seconds: new.timeout_seconds,
         created_at: now,
         updated_at: now,
     };
     // Numbered from nothing: the inserted row carries the `last_seq` its events leave.
-    let empty = JobHead { state, last_seq: 0 };
+    let empty = JobHead {
+        state,
+        last_seq: 0,
+        times_out_at: job_times_out_at(&job),
+    };
     let mut jobs = Jobs::new();
     let created = EventDraft::simple(EventKind::Created);
     jobs.event(&mut plan, new.id, &empty, None, created, None);
@@ -489,6 +525,15 @@ pub fn update_tasks(
             results.push(Err(Refusal::task_not_found(u.job_id, u.task_id)));
             continue;
         };
+        // The sweeper found the task due a moment ago; under the job's lock it may have
+        // seen a heartbeat or a change since, and then it is not due any more.
+        if matches!(u.change, TaskChange::TimeOut) && !machine::is_due(task_deadline(task), now) {
+            results.push(Err(Refusal::Conflict(format!(
+                "task {} is not due to time out: it saw activity since, or has finished",
+                u.task_id
+            ))));
+            continue;
+        }
         let head = heads.current(u.job_id).unwrap_or(loaded).clone();
         let out = match machine::change_task(&head.state, &task_state(task), &u.change, now) {
             Ok(out) => out,

@@ -178,6 +178,19 @@ pub fn correlation_id(value: Option<String>, limits: &Limits) -> Result<Option<S
     }
 }
 
+/// Longest `timeout_seconds` a job or task may have: a year.
+pub const TIMEOUT_SECONDS_MAX: i64 = 31_536_000;
+
+/// A job's or task's `timeout_seconds`: absent, or 1 to [`TIMEOUT_SECONDS_MAX`].
+pub fn timeout_seconds(value: Option<i64>) -> Result<Option<i64>, String> {
+    match value {
+        Some(t) if !(1..=TIMEOUT_SECONDS_MAX).contains(&t) => Err(format!(
+            "must be between 1 and {TIMEOUT_SECONDS_MAX} seconds"
+        )),
+        other => Ok(other),
+    }
+}
+
 /// Client metadata: a JSON object of at most `meta_max_bytes` bytes. Absent or null is `{}`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Meta {

@@ -891,6 +891,68 @@ fn a_retry_reopens_an_explicitly_completed_job() {
 }
 
 // =======================================================================================
+// Unit tests: timeouts
+// =======================================================================================
+
+#[test]
+fn a_timeout_fails_an_open_task_with_reason_timed_out_like_a_clients_change() {
+    for from in [Pending, InProgress] {
+        let mut m = Model::with_tasks(true, 2);
+        if from == InProgress {
+            m.set_task(0, InProgress).unwrap();
+        }
+        let by_client = {
+            let mut c = m.clone();
+            c.change(
+                0,
+                &TaskChange::Status {
+                    to: Failed,
+                    reason: Some(machine::TIMED_OUT.into()),
+                    error: None,
+                    progress: None,
+                },
+            )
+            .unwrap()
+        };
+        let out = m.change(0, &TaskChange::TimeOut).unwrap();
+        assert_eq!(out, by_client, "from {from}");
+        assert_eq!(out.task.status, Failed);
+        let event = out.task_event.expect("a status event");
+        assert_eq!((event.from, event.to), (Some(from), Some(Failed)));
+        assert_eq!(event.reason.as_deref(), Some("timed_out"));
+    }
+}
+
+#[test]
+fn a_timeout_of_a_finished_task_changes_nothing_or_is_a_conflict() {
+    let mut m = Model::with_tasks(true, 3);
+    m.set_task(0, Completed).unwrap();
+    m.set_task(1, Cancelled).unwrap();
+    m.set_task(2, Failed).unwrap();
+    assert!(is_conflict(&m.change(0, &TaskChange::TimeOut)));
+    assert!(is_conflict(&m.change(1, &TaskChange::TimeOut)));
+    let out = m.change(2, &TaskChange::TimeOut).unwrap();
+    assert_eq!(out.task_event, None, "a failed task stays as it is");
+}
+
+#[test]
+fn a_deadline_is_the_timeout_after_the_last_activity_and_none_once_terminal() {
+    let since = Timestamp::from_millis(10_000);
+    let at = machine::times_out_at(since, Some(3));
+    assert_eq!(at, Some(Timestamp::from_millis(13_000)));
+    assert_eq!(machine::times_out_at(since, None), None);
+    for s in Status::ALL {
+        let expected = if s.is_terminal() { None } else { at };
+        assert_eq!(machine::deadline(s, at), expected, "{s}");
+    }
+    assert!(!machine::is_due(at, Timestamp::from_millis(12_999)));
+    assert!(machine::is_due(at, Timestamp::from_millis(13_000)));
+    assert!(!machine::is_due(None, Timestamp::from_millis(i64::MAX)));
+    let far = machine::times_out_at(Timestamp::from_millis(i64::MAX - 1), Some(i64::MAX));
+    assert_eq!(far, Some(Timestamp::from_millis(i64::MAX)), "saturates");
+}
+
+// =======================================================================================
 // Property test: random command sequences
 // =======================================================================================
 

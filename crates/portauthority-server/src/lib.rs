@@ -158,7 +158,7 @@ impl App {
         &self.store
     }
 
-    /// The supervisor of this app's background loops, with the store's loops started.
+    /// The supervisor of this app's background loops: the store's and the worker's.
     fn start_loops(&self) -> supervisor::Supervisor {
         let mut loops = supervisor::Supervisor::new();
         for l in self

@@ -13,13 +13,15 @@ pub mod once;
 pub mod postgres;
 mod query;
 pub mod relay;
+pub mod retention;
 pub mod seed;
 pub mod sqlite;
+pub mod sweeper;
 pub mod system;
 
 use async_trait::async_trait;
 use portauthority_core::api::{HistoryEvent, Job, NewJob, NewTask, Task};
-use portauthority_core::{AddTasks, Command, Env, JobId, SetJobStatus, Status, TaskId};
+use portauthority_core::{AddTasks, Command, Env, JobId, SetJobStatus, Status, TaskId, Timestamp};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -36,6 +38,10 @@ pub use query::{Cursor, HistoryScope, JobFilter, Page, Paging, SortValue, TaskFi
 pub trait Store: Send + Sync + 'static {
     /// Which kind of store this is, for logs (`sqlite`, `postgres`).
     fn kind(&self) -> &'static str;
+
+    /// The clock and id source the store stamps its writes with. Background loops read the
+    /// time from it too, so that a test's `ManualClock` moves them all.
+    fn env(&self) -> &Env;
 
     /// Registers a job and its initial tasks atomically. Idempotent on the job id.
     async fn create_job(&self, job: NewJob) -> Result<Created<Job>, StoreError>;
@@ -145,6 +151,30 @@ pub trait Store: Send + Sync + 'static {
 
     /// How many outbox rows wait to be relayed.
     async fn outbox_backlog(&self) -> Result<u64, StoreError>;
+
+    /// Tasks whose deadline has come at `now` (`plan::task_deadline`: open, with a timeout,
+    /// and no heartbeat, progress or status change for that long), soonest first, at most
+    /// `limit`: what the timeout sweeper fails. Read from an index of deadlines, never a
+    /// scan of the tasks; the sweeper's update checks each again under its job's lock.
+    async fn due_tasks(
+        &self,
+        now: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<(JobId, TaskId)>, StoreError>;
+
+    /// Jobs whose deadline has come at `now` (`JobHead::deadline`: still open
+    /// `timeout_seconds` after their `start_time`), soonest first, at most `limit`.
+    async fn due_jobs(&self, now: Timestamp, limit: u32) -> Result<Vec<JobId>, StoreError>;
+
+    /// Deletes up to `limit` expired jobs in one transaction: for each `(status, cutoff)`
+    /// (`RetentionPolicy::cutoffs`), the jobs of that status whose `end_time` is before
+    /// `cutoff`, oldest first, with their tasks, history, outbox rows and outbox leases.
+    /// The stored job counts follow. Returns how many jobs it deleted.
+    async fn delete_expired_jobs(
+        &self,
+        cutoffs: &[(Status, Timestamp)],
+        limit: u32,
+    ) -> Result<u64, StoreError>;
 
     /// The store's own background loops (checkpoints, count folding, wake-ups), for the
     /// application's supervisor to run.

@@ -5,6 +5,7 @@
 //!   store's command layer, once per CloudEvent, and acks each after its commit.
 //! - [`BusSink`]: the outbox relay's way to the bus (`portauthority.events.>`), exactly
 //!   once per event and in per-job order.
+//! - The timeout sweeper and retention (`portauthority_store::sweeper`, `::retention`).
 //!
 //! Every loop is a [`portauthority_store::Loop`], run by the application's supervisor.
 
@@ -16,8 +17,10 @@ pub use bus::{Bus, BusConfig};
 pub use consume::CommandConsumer;
 pub use publish::BusSink;
 
-use portauthority_core::{Env, Limits};
+use portauthority_core::{Env, Limits, RetentionPolicy};
 use portauthority_store::relay::{Relay, Sink};
+use portauthority_store::retention::Retention;
+use portauthority_store::sweeper::Sweeper;
 use portauthority_store::{Loop, Store};
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,6 +33,8 @@ pub struct WorkerConfig {
     /// How long a relay's claim keeps other relays off its jobs: after a relay dies, its
     /// jobs' events wait this long for another.
     pub relay_lease: Duration,
+    /// How long terminal jobs are kept, by outcome; with any set, the retention loop runs.
+    pub retention: RetentionPolicy,
 }
 
 impl Default for WorkerConfig {
@@ -37,6 +42,7 @@ impl Default for WorkerConfig {
         WorkerConfig {
             bus: None,
             relay_lease: Duration::from_secs(30),
+            retention: RetentionPolicy::default(),
         }
     }
 }
@@ -56,6 +62,10 @@ pub async fn loops(
         let consumer = CommandConsumer::new(store.clone(), bus.clone(), env.clone(), limits);
         loops.push(Arc::new(consumer));
         sinks.push(Arc::new(BusSink::new(store.clone(), bus, env).await?));
+    }
+    loops.push(Arc::new(Sweeper::new(store.clone())));
+    if config.retention.is_set() {
+        loops.push(Arc::new(Retention::new(store.clone(), config.retention)));
     }
     let relay = Relay::new(store, sinks, relay_id()).with_lease(config.relay_lease);
     loops.push(Arc::new(relay));

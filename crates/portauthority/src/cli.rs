@@ -2,6 +2,8 @@
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
+use portauthority_core::RetentionPolicy;
+use portauthority_core::retention::parse_age;
 use portauthority_server::{App, Config};
 use std::time::Duration;
 
@@ -180,6 +182,8 @@ struct WorkerArgs {
     /// process dies, its jobs' events wait this long for another process.
     #[arg(long, env = "PORTAUTHORITY_RELAY_LEASE", default_value = "30s", value_parser = duration)]
     relay_lease: Duration,
+    #[command(flatten)]
+    retention: RetentionArgs,
 }
 
 impl WorkerArgs {
@@ -195,6 +199,32 @@ impl WorkerArgs {
                     ..portauthority_worker::BusConfig::new(url.clone())
                 }),
             relay_lease: self.relay_lease,
+            retention: self.retention.policy(),
+        }
+    }
+}
+
+/// Retention by outcome: how long terminal jobs are kept after they end. Ages: 90s, 15m,
+/// 12h, 30d; unset: forever.
+#[derive(Args, Debug)]
+struct RetentionArgs {
+    /// Delete completed jobs (with their tasks and history) this long after they ended.
+    #[arg(long, env = "PORTAUTHORITY_RETENTION_COMPLETED", value_parser = parse_age)]
+    retention_completed: Option<Duration>,
+    /// Delete failed jobs this long after they ended.
+    #[arg(long, env = "PORTAUTHORITY_RETENTION_FAILED", value_parser = parse_age)]
+    retention_failed: Option<Duration>,
+    /// Delete cancelled jobs this long after they ended.
+    #[arg(long, env = "PORTAUTHORITY_RETENTION_CANCELLED", value_parser = parse_age)]
+    retention_cancelled: Option<Duration>,
+}
+
+impl RetentionArgs {
+    fn policy(&self) -> RetentionPolicy {
+        RetentionPolicy {
+            completed: self.retention_completed,
+            failed: self.retention_failed,
+            cancelled: self.retention_cancelled,
         }
     }
 }
@@ -498,6 +528,12 @@ mod tests {
         assert_eq!(args.request_timeout, config.request_timeout);
         assert_eq!(args.idle_timeout, config.idle_timeout);
         assert_eq!(args.shutdown_drain, config.shutdown_drain);
+        let worker = config
+            .worker
+            .expect("serve runs the worker loops by default");
+        assert_eq!(args.worker.retention.policy(), worker.retention);
+        assert_eq!(args.worker.relay_lease, worker.relay_lease);
+        assert!(args.worker.nats_url.is_none() && worker.bus.is_none());
         assert_eq!(args.batch_max, config.limits.batch_max);
         assert_eq!(args.meta_max_bytes, config.limits.meta_max_bytes);
         assert_eq!(
@@ -507,6 +543,35 @@ mod tests {
         assert_eq!(
             args.meta_filter_values_max,
             config.limits.meta_filter_values_max
+        );
+    }
+
+    fn serve_args(args: &[&str]) -> Result<ServeArgs, clap::Error> {
+        let argv = ["portauthority", "serve"].iter().chain(args);
+        match Cli::try_parse_from(argv)?.command {
+            Command::Serve(args) => Ok(args),
+            other => panic!("not serve: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn retention_flags_take_an_age_per_outcome() {
+        let args = serve_args(&["--retention-completed", "30d", "--retention-failed", "12h"])
+            .expect("parses");
+        let day = Duration::from_secs(86_400);
+        assert_eq!(
+            args.worker.retention.policy(),
+            RetentionPolicy {
+                completed: Some(30 * day),
+                failed: Some(Duration::from_secs(12 * 3600)),
+                cancelled: None,
+            }
+        );
+        let err = serve_args(&["--retention-cancelled", "30"]).expect_err("a bare number");
+        let text = err.to_string();
+        assert!(
+            text.contains("--retention-cancelled") && text.contains("needs a unit"),
+            "{text}"
         );
     }
 

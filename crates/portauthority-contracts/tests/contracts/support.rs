@@ -53,6 +53,7 @@ pub fn job(namespace: &str) -> Job {
         },
         meta: raw(r#"{"release_id":123}"#),
         auto_complete: true,
+        timeout_seconds: None,
         created_at: ts("2020-09-18T06:09:27.132Z"),
         updated_at: ts("2020-09-18T06:10:01.410Z"),
     }

@@ -10,7 +10,7 @@ use crate::query::{
     keyset_condition_on, sort_column,
 };
 use portauthority_core::api::{HistoryEvent, Job, SortField, SortOrder, Task};
-use portauthority_core::{JobId, Status};
+use portauthority_core::{JobId, Status, TaskId, Timestamp};
 use sqlx::{PgConnection, Postgres, QueryBuilder};
 
 /// Appends ` AND column = value` when the filter is set.
@@ -330,4 +330,38 @@ pub(crate) async fn history(
     .fetch_all(c)
     .await?;
     rows.iter().map(event_from_row).collect()
+}
+
+/// See `Store::due_tasks`: a range of the partial index `tasks_deadline`.
+pub(crate) async fn due_tasks(
+    c: &mut PgConnection,
+    now: Timestamp,
+    limit: u32,
+) -> Result<Vec<(JobId, TaskId)>, sqlx::Error> {
+    let rows: Vec<(uuid::Uuid, uuid::Uuid)> = sqlx::query_as(
+        "SELECT job_id, id FROM tasks WHERE deadline <= $1 ORDER BY deadline LIMIT $2",
+    )
+    .bind(now.to_datetime())
+    .bind(i64::from(limit))
+    .fetch_all(c)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(job, task)| (JobId::from_uuid(job), TaskId::from_uuid(task)))
+        .collect())
+}
+
+/// See `Store::due_jobs`: a range of the partial index `jobs_deadline`.
+pub(crate) async fn due_jobs(
+    c: &mut PgConnection,
+    now: Timestamp,
+    limit: u32,
+) -> Result<Vec<JobId>, sqlx::Error> {
+    let ids: Vec<uuid::Uuid> =
+        sqlx::query_scalar("SELECT id FROM jobs WHERE deadline <= $1 ORDER BY deadline LIMIT $2")
+            .bind(now.to_datetime())
+            .bind(i64::from(limit))
+            .fetch_all(c)
+            .await?;
+    Ok(ids.into_iter().map(JobId::from_uuid).collect())
 }

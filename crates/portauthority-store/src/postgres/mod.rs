@@ -25,7 +25,7 @@ use crate::query::{HistoryScope, JobFilter, Page, Paging, TaskFilter};
 use crate::{Created, NewNote, Store, StoreError, TaskUpdate};
 use async_trait::async_trait;
 use portauthority_core::api::{HistoryEvent, Job, NewJob, Task};
-use portauthority_core::{AddTasks, Command, Env, JobId, SetJobStatus, TaskId};
+use portauthority_core::{AddTasks, Command, Env, JobId, SetJobStatus, Status, TaskId, Timestamp};
 use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgConnection, PgPool, Postgres};
@@ -456,6 +456,10 @@ impl Store for PgStore {
         "postgres"
     }
 
+    fn env(&self) -> &Env {
+        &self.env
+    }
+
     async fn create_job(&self, job: NewJob) -> Result<Created<Job>, StoreError> {
         let now = self.env.now();
         self.tx(|c| Box::pin(write::create_job(c, job.clone(), now)))
@@ -615,6 +619,34 @@ impl Store for PgStore {
 
     async fn outbox_backlog(&self) -> Result<u64, StoreError> {
         feed::backlog(&self.pool).await.map_err(db_error)
+    }
+
+    async fn due_tasks(
+        &self,
+        now: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<(JobId, TaskId)>, StoreError> {
+        let mut c = self.conn().await?;
+        let due = lists::due_tasks(&mut c, now, limit).await;
+        c.finish(due).map_err(db_error)
+    }
+
+    async fn due_jobs(&self, now: Timestamp, limit: u32) -> Result<Vec<JobId>, StoreError> {
+        let mut c = self.conn().await?;
+        let due = lists::due_jobs(&mut c, now, limit).await;
+        c.finish(due).map_err(db_error)
+    }
+
+    async fn delete_expired_jobs(
+        &self,
+        cutoffs: &[(Status, Timestamp)],
+        limit: u32,
+    ) -> Result<u64, StoreError> {
+        self.tx(|c| {
+            let cutoffs = cutoffs.to_vec();
+            Box::pin(async move { Ok(write::delete_expired_jobs(c, &cutoffs, limit).await?) })
+        })
+        .await
     }
 
     fn background(&self) -> Vec<Arc<dyn Loop>> {

@@ -11,7 +11,7 @@ use sqlx::{PgConnection, Row};
 
 pub(crate) const JOB_COLUMNS: &str = "id, correlation_id, type, namespace, status, status_explicit, auto_complete, \
     start_time, end_time, tasks_total, tasks_pending, tasks_in_progress, tasks_failed, tasks_completed, \
-    tasks_cancelled, meta::text, created_at, updated_at, last_seq";
+    tasks_cancelled, meta::text, created_at, updated_at, last_seq, timeout_seconds";
 
 pub(crate) const TASK_COLUMNS: &str = "id, job_id, type, namespace, status, attempt, start_time, end_time, \
     progress_current, progress_total, error, meta::text, timeout_seconds, created_at, updated_at";
@@ -62,6 +62,7 @@ pub(crate) fn job_from_row(r: &PgRow) -> Result<StoredJob, sqlx::Error> {
                 cancelled: r.try_get(14)?,
             },
             meta: raw(r.try_get(15)?)?,
+            timeout_seconds: r.try_get(19)?,
             created_at: time(r.try_get(16)?),
             updated_at: time(r.try_get(17)?),
         },

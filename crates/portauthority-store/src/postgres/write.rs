@@ -216,8 +216,9 @@ async fn insert_job(c: &mut PgConnection, new: &plan::JobInsert, now: Timestamp)
         "WITH j AS (
              INSERT INTO jobs (id, correlation_id, type, namespace, status, status_explicit,
                                auto_complete, start_time, tasks_total, tasks_pending, meta,
-                               created_at, updated_at, last_seq)
-             VALUES ($1, $2, $3, $4, $5, false, $6, $7, $8, $9, $10::json, $11, $11, $14)
+                               created_at, updated_at, last_seq, timeout_seconds, deadline)
+             VALUES ($1, $2, $3, $4, $5, false, $6, $7, $8, $9, $10::json, $11, $11, $14, $15,
+                     $16)
              RETURNING id, namespace, type, status, start_time
          ), m AS (
              INSERT INTO job_meta (key, value, start_time, job_id)
@@ -244,6 +245,8 @@ async fn insert_job(c: &mut PgConnection, new: &plan::JobInsert, now: Timestamp)
     .bind(&keys)
     .bind(&values)
     .bind(new.last_seq)
+    .bind(j.timeout_seconds)
+    .bind(plan::job_deadline(j).map(ts))
     .execute(&mut *c)
     .await?;
     Ok(())
@@ -260,8 +263,9 @@ async fn insert_tasks(c: &mut PgConnection, tasks: &[Task]) -> TxResult<()> {
         for t in tasks {
             sqlx::query(
                 "INSERT INTO tasks (id, job_id, type, namespace, status, attempt, start_time, meta,
-                                    timeout_seconds, heartbeat_at, created_at, updated_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8::json, $9, $10, $10, $10)",
+                                    timeout_seconds, heartbeat_at, created_at, updated_at,
+                                    deadline)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8::json, $9, $10, $10, $10, $11)",
             )
             .bind(t.id.as_uuid())
             .bind(t.job_id.as_uuid())
@@ -273,6 +277,7 @@ async fn insert_tasks(c: &mut PgConnection, tasks: &[Task]) -> TxResult<()> {
             .bind(t.meta.get())
             .bind(t.timeout_seconds)
             .bind(ts(t.created_at))
+            .bind(plan::task_deadline(t).map(ts))
             .execute(&mut *c)
             .await?;
         }
@@ -280,6 +285,7 @@ async fn insert_tasks(c: &mut PgConnection, tasks: &[Task]) -> TxResult<()> {
     }
     let (mut id, mut job_id, mut kind, mut ns) = (vec![], vec![], vec![], vec![]);
     let (mut start, mut meta, mut timeout, mut created) = (vec![], vec![], vec![], vec![]);
+    let mut deadline = Vec::with_capacity(tasks.len());
     for t in tasks {
         id.push(*t.id.as_uuid());
         job_id.push(*t.job_id.as_uuid());
@@ -289,16 +295,17 @@ async fn insert_tasks(c: &mut PgConnection, tasks: &[Task]) -> TxResult<()> {
         meta.push(t.meta.get());
         timeout.push(t.timeout_seconds);
         created.push(ts(t.created_at));
+        deadline.push(plan::task_deadline(t).map(ts));
     }
     sqlx::query(
         "INSERT INTO tasks (id, job_id, type, namespace, status, attempt, start_time, meta,
-                            timeout_seconds, heartbeat_at, created_at, updated_at)
+                            timeout_seconds, heartbeat_at, created_at, updated_at, deadline)
          SELECT id, job_id, type, namespace, $9, 1, start_time, meta::json, timeout_seconds,
-                created_at, created_at, created_at
+                created_at, created_at, created_at, deadline
          FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::timestamptz[],
-                     $6::text[], $7::int8[], $8::timestamptz[])
+                     $6::text[], $7::int8[], $8::timestamptz[], $10::timestamptz[])
              WITH ORDINALITY AS v(id, job_id, type, namespace, start_time, meta, timeout_seconds,
-                                  created_at, n)
+                                  created_at, deadline, n)
          ORDER BY n",
     )
     .bind(id)
@@ -310,6 +317,7 @@ async fn insert_tasks(c: &mut PgConnection, tasks: &[Task]) -> TxResult<()> {
     .bind(timeout)
     .bind(created)
     .bind(Status::Pending.code())
+    .bind(deadline)
     .execute(&mut *c)
     .await?;
     Ok(())
@@ -326,7 +334,8 @@ async fn write_tasks(
             let t = &w.task;
             sqlx::query(
                 "UPDATE tasks SET status = $2, attempt = $3, end_time = $4, progress_current = $5,
-                 progress_total = $6, error = $7, heartbeat_at = $8, updated_at = $8 WHERE id = $1",
+                 progress_total = $6, error = $7, heartbeat_at = $8, updated_at = $8,
+                 deadline = $9 WHERE id = $1",
             )
             .bind(t.id.as_uuid())
             .bind(t.status.code())
@@ -336,13 +345,14 @@ async fn write_tasks(
             .bind(t.progress.and_then(|p| p.total).map(|t| t as i64))
             .bind(t.error.as_deref())
             .bind(ts(now))
+            .bind(plan::task_deadline(t).map(ts))
             .execute(&mut *c)
             .await?;
         }
         return Ok(());
     }
     let (mut id, mut status, mut attempt, mut end_time) = (vec![], vec![], vec![], vec![]);
-    let (mut current, mut total, mut error) = (vec![], vec![], vec![]);
+    let (mut current, mut total, mut error, mut deadline) = (vec![], vec![], vec![], vec![]);
     for w in writes {
         let t = &w.task;
         id.push(*t.id.as_uuid());
@@ -352,14 +362,16 @@ async fn write_tasks(
         current.push(t.progress.map(|p| p.current as i64));
         total.push(t.progress.and_then(|p| p.total).map(|t| t as i64));
         error.push(t.error.clone());
+        deadline.push(plan::task_deadline(t).map(ts));
     }
     sqlx::query(
         "UPDATE tasks t SET status = v.status, attempt = v.attempt, end_time = v.end_time,
              progress_current = v.progress_current, progress_total = v.progress_total,
-             error = v.error, heartbeat_at = $8, updated_at = $8
+             error = v.error, heartbeat_at = $8, updated_at = $8, deadline = v.deadline
          FROM unnest($1::uuid[], $2::int2[], $3::int8[], $4::timestamptz[], $5::int8[],
-                     $6::int8[], $7::text[])
-             AS v(id, status, attempt, end_time, progress_current, progress_total, error)
+                     $6::int8[], $7::text[], $9::timestamptz[])
+             AS v(id, status, attempt, end_time, progress_current, progress_total, error,
+                  deadline)
          WHERE t.id = v.id",
     )
     .bind(id)
@@ -370,22 +382,27 @@ async fn write_tasks(
     .bind(total)
     .bind(error)
     .bind(ts(now))
+    .bind(deadline)
     .execute(&mut *c)
     .await?;
     Ok(())
 }
 
+/// A cancelled task is terminal: it has no deadline any more.
 async fn cancel_tasks(c: &mut PgConnection, ids: &[TaskId], now: Timestamp) -> TxResult<()> {
     if ids.is_empty() {
         return Ok(());
     }
     let ids: Vec<uuid::Uuid> = ids.iter().map(|id| *id.as_uuid()).collect();
-    sqlx::query("UPDATE tasks SET status = $2, end_time = $3, updated_at = $3 WHERE id = ANY($1)")
-        .bind(ids)
-        .bind(Status::Cancelled.code())
-        .bind(ts(now))
-        .execute(&mut *c)
-        .await?;
+    sqlx::query(
+        "UPDATE tasks SET status = $2, end_time = $3, updated_at = $3, deadline = NULL
+         WHERE id = ANY($1)",
+    )
+    .bind(ids)
+    .bind(Status::Cancelled.code())
+    .bind(ts(now))
+    .execute(&mut *c)
+    .await?;
     Ok(())
 }
 
@@ -407,7 +424,8 @@ async fn write_jobs(c: &mut PgConnection, writes: &[JobWrite], now: Timestamp) -
             sqlx::query(
                 "UPDATE jobs SET status = $2, status_explicit = $3, end_time = $4, tasks_total = $5,
                  tasks_pending = $6, tasks_in_progress = $7, tasks_failed = $8, tasks_completed = $9,
-                 tasks_cancelled = $10, updated_at = $11, last_seq = $12 WHERE id = $1",
+                 tasks_cancelled = $10, updated_at = $11, last_seq = $12, deadline = $13
+                 WHERE id = $1",
             )
             .bind(w.id.as_uuid())
             .bind(s.status.code())
@@ -421,13 +439,14 @@ async fn write_jobs(c: &mut PgConnection, writes: &[JobWrite], now: Timestamp) -
             .bind(s.counters.cancelled)
             .bind(ts(now))
             .bind(w.after.last_seq)
+            .bind(w.after.deadline().map(ts))
             .execute(&mut *c)
             .await?;
         }
         return Ok(());
     }
     let (mut id, mut status, mut explicit, mut end_time) = (vec![], vec![], vec![], vec![]);
-    let (mut touch, mut last_seq) = (vec![], vec![]);
+    let (mut touch, mut last_seq, mut deadline) = (vec![], vec![], vec![]);
     let mut counts: [Vec<i64>; 6] = Default::default();
     for w in writes {
         let s = &w.after.state;
@@ -437,6 +456,7 @@ async fn write_jobs(c: &mut PgConnection, writes: &[JobWrite], now: Timestamp) -
         end_time.push(s.end_time.map(ts));
         touch.push(w.state_changed());
         last_seq.push(w.after.last_seq);
+        deadline.push(w.after.deadline().map(ts));
         let n = &s.counters;
         let values = [
             n.total,
@@ -457,12 +477,12 @@ async fn write_jobs(c: &mut PgConnection, writes: &[JobWrite], now: Timestamp) -
              tasks_in_progress = v.in_progress, tasks_failed = v.failed,
              tasks_completed = v.completed, tasks_cancelled = v.cancelled,
              updated_at = CASE WHEN v.touch THEN $11 ELSE j.updated_at END,
-             last_seq = v.last_seq
+             last_seq = v.last_seq, deadline = v.deadline
          FROM unnest($1::uuid[], $2::int2[], $3::bool[], $4::timestamptz[], $5::int8[],
                      $6::int8[], $7::int8[], $8::int8[], $9::int8[], $10::int8[], $12::bool[],
-                     $13::int8[])
+                     $13::int8[], $14::timestamptz[])
              AS v(id, status, explicit, end_time, total, pending, in_progress, failed,
-                  completed, cancelled, touch, last_seq)
+                  completed, cancelled, touch, last_seq, deadline)
          WHERE j.id = v.id",
     )
     .bind(id)
@@ -478,6 +498,7 @@ async fn write_jobs(c: &mut PgConnection, writes: &[JobWrite], now: Timestamp) -
     .bind(ts(now))
     .bind(touch)
     .bind(last_seq)
+    .bind(deadline)
     .execute(&mut *c)
     .await?;
     Ok(())
@@ -601,4 +622,39 @@ impl From<portauthority_core::Refusal> for TxError {
     fn from(r: portauthority_core::Refusal) -> Self {
         TxError::Store(r.into())
     }
+}
+
+/// See `Store::delete_expired_jobs`. Each job's tasks, history and meta rows go with it by
+/// cascade (and the history's outbox rows with them), and the count triggers append their
+/// deltas; its outbox lease has no foreign key and goes here. `SKIP LOCKED`: a job a writer
+/// holds (or another process's retention) is left for a later step, so retention never
+/// waits on a writer; the row lock re-checks that a job it takes is still expired.
+pub(crate) async fn delete_expired_jobs(
+    c: &mut PgConnection,
+    cutoffs: &[(Status, Timestamp)],
+    limit: u32,
+) -> Result<u64, sqlx::Error> {
+    let mut deleted = 0;
+    for (status, cutoff) in cutoffs {
+        let rest = i64::from(limit) - deleted as i64;
+        if rest <= 0 {
+            break;
+        }
+        deleted += sqlx::query(
+            "WITH doomed AS (
+                 SELECT id FROM jobs WHERE status = $1 AND end_time < $2
+                 ORDER BY end_time LIMIT $3 FOR UPDATE SKIP LOCKED
+             ), leases AS (
+                 DELETE FROM outbox_leases WHERE job_id IN (SELECT id FROM doomed)
+             )
+             DELETE FROM jobs WHERE id IN (SELECT id FROM doomed)",
+        )
+        .bind(status.code())
+        .bind(ts(*cutoff))
+        .bind(rest)
+        .execute(&mut *c)
+        .await?
+        .rows_affected();
+    }
+    Ok(deleted)
 }

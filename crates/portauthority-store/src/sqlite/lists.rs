@@ -12,7 +12,7 @@ use crate::query::{
     keyset_condition, keyset_condition_on, sort_column,
 };
 use portauthority_core::api::{HistoryEvent, Job, SortField, SortOrder, Task};
-use portauthority_core::{JobId, Status};
+use portauthority_core::{JobId, Status, TaskId, Timestamp};
 use rusqlite::types::Value;
 use rusqlite::{Connection, Row, params_from_iter};
 
@@ -379,5 +379,47 @@ pub(crate) fn history(
     .query_map(rusqlite::params![key, after], event_from_row)
     .map_err(internal)?
     .collect::<rusqlite::Result<Vec<_>>>()
+    .map_err(internal)
+}
+
+/// See `Store::due_tasks`: a range of the partial index `tasks_deadline`.
+pub(crate) fn due_tasks(
+    c: &Connection,
+    now: Timestamp,
+    limit: u32,
+) -> Result<Vec<(JobId, TaskId)>, StoreError> {
+    c.prepare_cached(
+        "SELECT job_id, id FROM tasks WHERE deadline IS NOT NULL AND deadline <= ?1 \
+         ORDER BY deadline LIMIT ?2",
+    )
+    .map_err(internal)?
+    .query_map(rusqlite::params![now.as_millis(), limit], |r| {
+        let (job, task): ([u8; 16], [u8; 16]) = (r.get(0)?, r.get(1)?);
+        Ok((
+            JobId::from_uuid(uuid::Uuid::from_bytes(job)),
+            TaskId::from_uuid(uuid::Uuid::from_bytes(task)),
+        ))
+    })
+    .map_err(internal)?
+    .collect::<rusqlite::Result<_>>()
+    .map_err(internal)
+}
+
+/// See `Store::due_jobs`: a range of the partial index `jobs_deadline`.
+pub(crate) fn due_jobs(
+    c: &Connection,
+    now: Timestamp,
+    limit: u32,
+) -> Result<Vec<JobId>, StoreError> {
+    c.prepare_cached(
+        "SELECT id FROM jobs WHERE deadline IS NOT NULL AND deadline <= ?1 \
+         ORDER BY deadline LIMIT ?2",
+    )
+    .map_err(internal)?
+    .query_map(rusqlite::params![now.as_millis(), limit], |r| {
+        Ok(JobId::from_uuid(uuid::Uuid::from_bytes(r.get(0)?)))
+    })
+    .map_err(internal)?
+    .collect::<rusqlite::Result<_>>()
     .map_err(internal)
 }

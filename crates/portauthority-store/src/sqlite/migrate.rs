@@ -4,8 +4,11 @@ use super::{internal, open_connection, parse_url};
 use crate::StoreError;
 use rusqlite::Connection;
 
-/// `(version, name, sql)`, in order. Never edit an applied migration; add a new one.
-const MIGRATIONS: &[(i64, &str, &str)] = &[
+/// `(version, name, sql)`.
+type Migration = (i64, &'static str, &'static str);
+
+/// In version order. Never edit an applied migration; add a new one.
+const MIGRATIONS: &[Migration] = &[
     (
         1,
         "init",
@@ -26,10 +29,19 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "once",
         include_str!("../../migrations/sqlite/0004_once.sql"),
     ),
+    (
+        5,
+        "timeouts_retention",
+        include_str!("../../migrations/sqlite/0005_timeouts_retention.sql"),
+    ),
 ];
 
 /// Applies what is pending and returns the schema version. Runs in one immediate
 /// transaction, so concurrent runs serialize and the second finds nothing to do.
+///
+/// Pending means not yet recorded, not above the highest recorded version (as sqlx's
+/// migrator does on PostgreSQL): versions may have gaps, and a migration numbered below one
+/// that a database already has (added on another branch, merged later) is still applied.
 pub(crate) fn apply(conn: &mut Connection) -> Result<i64, StoreError> {
     let tx = conn
         .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
@@ -42,20 +54,12 @@ pub(crate) fn apply(conn: &mut Connection) -> Result<i64, StoreError> {
          )",
     )
     .map_err(internal)?;
-    let current: i64 = tx
-        .query_row(
-            "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
-            [],
-            |r| r.get(0),
-        )
+    let applied: Vec<i64> = tx
+        .prepare("SELECT version FROM schema_migrations ORDER BY version")
+        .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
         .map_err(internal)?;
     let latest = MIGRATIONS.last().map(|m| m.0).unwrap_or(0);
-    if current > latest {
-        return Err(StoreError::Config(format!(
-            "database schema version {current} is newer than this binary knows ({latest}); upgrade portauthority"
-        )));
-    }
-    for (version, name, sql) in MIGRATIONS.iter().filter(|m| m.0 > current) {
+    for (version, name, sql) in pending(&applied)? {
         tx.execute_batch(sql).map_err(|e| {
             StoreError::Internal(format!("migration {version} ({name}) failed: {e}"))
         })?;
@@ -71,7 +75,26 @@ pub(crate) fn apply(conn: &mut Connection) -> Result<i64, StoreError> {
         tracing::info!(version, name, "applied migration");
     }
     tx.commit().map_err(internal)?;
-    Ok(latest.max(current))
+    Ok(latest)
+}
+
+/// The migrations a database that has `applied` still needs, in order. One it has that
+/// this binary does not know is an error (as sqlx's migrator refuses a database with a
+/// migration missing from its source): the schema is not one this binary was written for.
+fn pending(applied: &[i64]) -> Result<Vec<&'static Migration>, StoreError> {
+    if let Some(unknown) = applied
+        .iter()
+        .find(|v| !MIGRATIONS.iter().any(|m| m.0 == **v))
+    {
+        return Err(StoreError::Config(format!(
+            "the database has schema migration {unknown}, which this binary does not know; \
+             upgrade portauthority"
+        )));
+    }
+    Ok(MIGRATIONS
+        .iter()
+        .filter(|m| !applied.contains(&m.0))
+        .collect())
 }
 
 /// Opens the database at `url`, applies pending migrations, returns the schema version.
@@ -83,4 +106,40 @@ pub async fn migrate(url: &str) -> Result<i64, StoreError> {
     })
     .await
     .map_err(|e| StoreError::Internal(e.to_string()))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn versions(ms: Vec<&Migration>) -> Vec<i64> {
+        ms.into_iter().map(|m| m.0).collect()
+    }
+
+    /// A database that has a later migration but lacks an earlier one (work merged after
+    /// it was migrated) still gets it.
+    #[test]
+    fn pending_migrations_are_those_not_yet_recorded_whatever_the_newest() {
+        assert_eq!(versions(pending(&[]).unwrap()), [1, 2, 3, 4, 5]);
+        assert_eq!(versions(pending(&[1, 2, 3]).unwrap()), [4, 5]);
+        assert_eq!(versions(pending(&[1, 2, 3, 5]).unwrap()), [4]);
+        assert!(pending(&[1, 2, 3, 4, 5]).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_database_with_a_migration_this_binary_does_not_know_is_refused() {
+        let err = pending(&[1, 2, 3, 4, 5, 6]).unwrap_err();
+        assert!(err.to_string().contains("migration 6"), "{err}");
+    }
+
+    #[test]
+    fn migrating_twice_applies_each_migration_once() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        assert_eq!(apply(&mut conn).unwrap(), 5);
+        assert_eq!(apply(&mut conn).unwrap(), 5);
+        let n: i64 = conn
+            .query_row("SELECT count(*) FROM schema_migrations", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, MIGRATIONS.len() as i64);
+    }
 }

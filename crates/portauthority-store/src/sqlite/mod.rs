@@ -23,7 +23,7 @@ use crate::query::{HistoryScope, JobFilter, Page, Paging, TaskFilter};
 use crate::{Created, NewNote, Store, StoreError, TaskUpdate};
 use async_trait::async_trait;
 use portauthority_core::api::{HistoryEvent, Job, NewJob, Task};
-use portauthority_core::{AddTasks, Command, Env, JobId, SetJobStatus, TaskId};
+use portauthority_core::{AddTasks, Command, Env, JobId, SetJobStatus, Status, TaskId, Timestamp};
 use rusqlite::{Connection, OpenFlags};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -195,6 +195,10 @@ impl Store for SqliteStore {
         "sqlite"
     }
 
+    fn env(&self) -> &Env {
+        &self.env
+    }
+
     async fn create_job(&self, job: NewJob) -> Result<Created<Job>, StoreError> {
         let now = self.env.now();
         self.writer
@@ -318,6 +322,33 @@ impl Store for SqliteStore {
 
     async fn outbox_backlog(&self) -> Result<u64, StoreError> {
         self.readers.run(rows::outbox_backlog).await
+    }
+
+    async fn due_tasks(
+        &self,
+        now: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<(JobId, TaskId)>, StoreError> {
+        self.readers
+            .run(move |c| lists::due_tasks(c, now, limit))
+            .await
+    }
+
+    async fn due_jobs(&self, now: Timestamp, limit: u32) -> Result<Vec<JobId>, StoreError> {
+        self.readers
+            .run(move |c| lists::due_jobs(c, now, limit))
+            .await
+    }
+
+    async fn delete_expired_jobs(
+        &self,
+        cutoffs: &[(Status, Timestamp)],
+        limit: u32,
+    ) -> Result<u64, StoreError> {
+        let cutoffs = cutoffs.to_vec();
+        self.writer
+            .run(move |tx| write::delete_expired_jobs(tx, &cutoffs, limit))
+            .await
     }
 
     fn background(&self) -> Vec<Arc<dyn Loop>> {

@@ -4,13 +4,14 @@
 use super::internal;
 use crate::StoreError;
 use portauthority_core::api::{EventKind, HistoryEvent, Job, Progress, Task};
-use portauthority_core::{Counters, JobId, JobState, Status, TaskId, Timestamp};
+use portauthority_core::{Counters, JobId, JobState, Status, TaskId, Timestamp, machine};
 use rusqlite::{Connection, OptionalExtension, Row};
 use serde_json::value::RawValue;
 
 pub(crate) const JOB_COLUMNS: &str = "id, correlation_id, type, namespace, status, status_explicit, \
     auto_complete, start_time, end_time, tasks_total, tasks_pending, tasks_in_progress, \
-    tasks_failed, tasks_completed, tasks_cancelled, meta, created_at, updated_at, last_seq";
+    tasks_failed, tasks_completed, tasks_cancelled, meta, created_at, updated_at, last_seq, \
+    timeout_seconds";
 
 pub(crate) const TASK_COLUMNS: &str = "id, job_id, type, namespace, status, attempt, start_time, \
     end_time, progress_current, progress_total, error, meta, timeout_seconds, created_at, updated_at";
@@ -83,6 +84,7 @@ pub(crate) fn job_from_row(row: &Row<'_>) -> rusqlite::Result<StoredJob> {
                 cancelled: row.get(14)?,
             },
             meta: raw_json(row.get(15)?)?,
+            timeout_seconds: row.get(19)?,
             created_at: time_col(row, 16)?,
             updated_at: time_col(row, 17)?,
         },
@@ -141,8 +143,8 @@ pub(crate) fn job(c: &Connection, id: JobId) -> Result<Option<StoredJob>, StoreE
 pub(crate) fn job_head(c: &Connection, id: JobId) -> Result<Option<JobHead>, StoreError> {
     c.prepare_cached(
         "SELECT status, status_explicit, auto_complete, end_time, tasks_total, tasks_pending, \
-         tasks_in_progress, tasks_failed, tasks_completed, tasks_cancelled, last_seq \
-         FROM jobs WHERE id = ?1",
+         tasks_in_progress, tasks_failed, tasks_completed, tasks_cancelled, last_seq, \
+         start_time, timeout_seconds FROM jobs WHERE id = ?1",
     )
     .map_err(internal)?
     .query_row([id.as_bytes()], |r| {
@@ -163,6 +165,7 @@ pub(crate) fn job_head(c: &Connection, id: JobId) -> Result<Option<JobHead>, Sto
         Ok(JobHead {
             state,
             last_seq: r.get(10)?,
+            times_out_at: machine::times_out_at(time_col(r, 11)?, r.get(12)?),
         })
     })
     .optional()

@@ -197,12 +197,17 @@ fn opt_bytes(id: Option<TaskId>) -> Option<[u8; 16]> {
     id.map(|t| *t.as_bytes())
 }
 
+fn millis(t: Option<Timestamp>) -> Option<i64> {
+    t.map(Timestamp::as_millis)
+}
+
 fn insert_job(c: &Connection, new: &plan::JobInsert, now: Timestamp) -> Result<(), StoreError> {
     let j = &new.job;
     c.prepare_cached(
         "INSERT INTO jobs (id, correlation_id, type, namespace, status, status_explicit, \
          auto_complete, start_time, tasks_total, tasks_pending, meta, created_at, updated_at, \
-         last_seq) VALUES (?1, ?2, ?3, ?4, ?5, 0, ?6, ?7, ?8, ?9, ?10, ?11, ?11, ?12)",
+         last_seq, timeout_seconds, deadline) \
+         VALUES (?1, ?2, ?3, ?4, ?5, 0, ?6, ?7, ?8, ?9, ?10, ?11, ?11, ?12, ?13, ?14)",
     )
     .map_err(internal)?
     .execute(params![
@@ -218,6 +223,8 @@ fn insert_job(c: &Connection, new: &plan::JobInsert, now: Timestamp) -> Result<(
         new.meta.as_json(),
         now.as_millis(),
         new.last_seq,
+        j.timeout_seconds,
+        millis(plan::job_deadline(j)),
     ])
     .map_err(internal)?;
     for (key, value) in new.meta.index_entries() {
@@ -234,8 +241,8 @@ fn insert_job(c: &Connection, new: &plan::JobInsert, now: Timestamp) -> Result<(
 fn insert_task(c: &Connection, t: &Task) -> Result<(), StoreError> {
     c.prepare_cached(
         "INSERT INTO tasks (id, job_id, type, namespace, status, attempt, start_time, meta, \
-         timeout_seconds, heartbeat_at, created_at, updated_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10, ?10)",
+         timeout_seconds, heartbeat_at, created_at, updated_at, deadline) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10, ?10, ?11)",
     )
     .map_err(internal)?
     .execute(params![
@@ -249,6 +256,7 @@ fn insert_task(c: &Connection, t: &Task) -> Result<(), StoreError> {
         t.meta.get(),
         t.timeout_seconds,
         t.created_at.as_millis(),
+        millis(plan::task_deadline(t)),
     ])
     .map_err(internal)?;
     Ok(())
@@ -261,15 +269,17 @@ fn write_task(c: &Connection, w: &TaskWrite, now: Timestamp) -> Result<(), Store
     // value changed: setting `status` rewrites the task's entry in the (job, status) index,
     // so a change that keeps the status (progress, a heartbeat) does not set it; `?2` then
     // only restates the status the row already has (read in this transaction). Exactly one
-    // row must change either way.
+    // row must change either way. `deadline` is set every time, and costs a task without a
+    // timeout nothing: its index is partial, and NULL before and after is in it neither time.
     let changed = c
         .prepare_cached(if t.status == w.stored {
             "UPDATE tasks SET attempt = ?3, end_time = ?4, progress_current = ?5, \
-             progress_total = ?6, error = ?7, heartbeat_at = ?8, updated_at = ?8 \
+             progress_total = ?6, error = ?7, heartbeat_at = ?8, updated_at = ?8, deadline = ?9 \
              WHERE id = ?1 AND status = ?2"
         } else {
             "UPDATE tasks SET status = ?2, attempt = ?3, end_time = ?4, progress_current = ?5, \
-             progress_total = ?6, error = ?7, heartbeat_at = ?8, updated_at = ?8 WHERE id = ?1"
+             progress_total = ?6, error = ?7, heartbeat_at = ?8, updated_at = ?8, deadline = ?9 \
+             WHERE id = ?1"
         })
         .map_err(internal)?
         .execute(params![
@@ -281,6 +291,7 @@ fn write_task(c: &Connection, w: &TaskWrite, now: Timestamp) -> Result<(), Store
             t.progress.and_then(|p| p.total).map(|t| t as i64),
             t.error,
             now.as_millis(),
+            millis(plan::task_deadline(t)),
         ])
         .map_err(internal)?;
     if changed != 1 {
@@ -292,15 +303,19 @@ fn write_task(c: &Connection, w: &TaskWrite, now: Timestamp) -> Result<(), Store
     Ok(())
 }
 
+/// A cancelled task is terminal: it has no deadline any more.
 fn cancel_task(c: &Connection, id: TaskId, now: Timestamp) -> Result<(), StoreError> {
-    c.prepare_cached("UPDATE tasks SET status = ?2, end_time = ?3, updated_at = ?3 WHERE id = ?1")
-        .map_err(internal)?
-        .execute(params![
-            id.as_bytes(),
-            Status::Cancelled.code(),
-            now.as_millis()
-        ])
-        .map_err(internal)?;
+    c.prepare_cached(
+        "UPDATE tasks SET status = ?2, end_time = ?3, updated_at = ?3, deadline = NULL \
+         WHERE id = ?1",
+    )
+    .map_err(internal)?
+    .execute(params![
+        id.as_bytes(),
+        Status::Cancelled.code(),
+        now.as_millis()
+    ])
+    .map_err(internal)?;
     Ok(())
 }
 
@@ -308,8 +323,8 @@ fn cancel_task(c: &Connection, id: TaskId, now: Timestamp) -> Result<(), StoreEr
 ///
 /// As for tasks, an UPDATE rewrites the index entries of every column it sets, so it sets
 /// only what changed: the sequence alone (a heartbeat, a note), or the counters too (most
-/// task changes), or status and end time too (four indexes between them, and the count
-/// trigger).
+/// task changes), or status, end time and deadline too (six indexes between them, and the
+/// count trigger). The deadline only changes when the job ends or reopens.
 fn write_job(c: &Connection, w: &JobWrite, now: Timestamp) -> Result<(), StoreError> {
     let after = &w.after.state;
     let n = &after.counters;
@@ -340,7 +355,8 @@ fn write_job(c: &Connection, w: &JobWrite, now: Timestamp) -> Result<(), StoreEr
         c.prepare_cached(
             "UPDATE jobs SET tasks_total = ?2, tasks_pending = ?3, tasks_in_progress = ?4, \
              tasks_failed = ?5, tasks_completed = ?6, tasks_cancelled = ?7, updated_at = ?8, \
-             last_seq = ?9, status = ?10, status_explicit = ?11, end_time = ?12 WHERE id = ?1",
+             last_seq = ?9, status = ?10, status_explicit = ?11, end_time = ?12, \
+             deadline = ?13 WHERE id = ?1",
         )
         .map_err(internal)?
         .execute(params![
@@ -356,6 +372,7 @@ fn write_job(c: &Connection, w: &JobWrite, now: Timestamp) -> Result<(), StoreEr
             after.status.code(),
             after.explicit,
             after.end_time.map(Timestamp::as_millis),
+            millis(w.after.deadline()),
         ])
     };
     result.map(drop).map_err(internal)
@@ -477,4 +494,49 @@ pub(crate) fn ack_outbox(c: &Connection, relay: &str, seqs: &[i64]) -> Result<()
         }
     }
     Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// Retention
+
+/// See `Store::delete_expired_jobs`. Each job's tasks, history and meta rows go with it by
+/// cascade (and the history's outbox rows with them), and the triggers keep the counts;
+/// its outbox lease has no foreign key and goes here. One writer call: the writes queued
+/// behind it wait for at most `limit` jobs' worth of deletes.
+pub(crate) fn delete_expired_jobs(
+    c: &Connection,
+    cutoffs: &[(Status, Timestamp)],
+    limit: u32,
+) -> Result<u64, StoreError> {
+    let mut doomed: Vec<[u8; 16]> = Vec::new();
+    for (status, cutoff) in cutoffs {
+        let rest = i64::from(limit) - doomed.len() as i64;
+        if rest <= 0 {
+            break;
+        }
+        let ids = c
+            .prepare_cached(
+                "SELECT id FROM jobs WHERE status = ?1 AND end_time < ?2 \
+                 ORDER BY end_time LIMIT ?3",
+            )
+            .map_err(internal)?
+            .query_map(params![status.code(), cutoff.as_millis(), rest], |r| {
+                r.get(0)
+            })
+            .map_err(internal)?
+            .collect::<rusqlite::Result<Vec<[u8; 16]>>>()
+            .map_err(internal)?;
+        doomed.extend(ids);
+    }
+    for id in &doomed {
+        c.prepare_cached("DELETE FROM outbox_leases WHERE job_id = ?1")
+            .map_err(internal)?
+            .execute([id])
+            .map_err(internal)?;
+        c.prepare_cached("DELETE FROM jobs WHERE id = ?1")
+            .map_err(internal)?
+            .execute([id])
+            .map_err(internal)?;
+    }
+    Ok(doomed.len() as u64)
 }

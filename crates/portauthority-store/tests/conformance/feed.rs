@@ -373,8 +373,11 @@ async fn a_follower_paging_history_during_concurrent_writes_misses_nothing(store
     let mut writers = JoinSet::new();
     for w in 0..FOLLOW_WRITERS {
         let (store, barrier) = (store.clone(), barrier.clone());
-        let mine: Vec<(JobId, TaskId)> =
-            (0..FOLLOWED_JOBS).map(|j| (jobs[j], tasks[j][w])).collect();
+        let mine: Vec<(JobId, TaskId)> = jobs
+            .iter()
+            .zip(&tasks)
+            .map(|(job, ids): (&JobId, &Vec<TaskId>)| (*job, ids[w]))
+            .collect();
         writers.spawn(async move {
             barrier.wait().await;
             for (job, t) in mine {

@@ -39,6 +39,7 @@ async fn a_created_job_reads_back_with_every_field(store: Arc<dyn Store>) {
             meta: Some(meta()),
             auto_complete: Some(false),
             start_time: Some(start),
+            timeout_seconds: Some(3600),
             tasks: None,
         }))
         .await
@@ -53,6 +54,7 @@ async fn a_created_job_reads_back_with_every_field(store: Arc<dyn Store>) {
     assert_eq!(job.status, Status::Pending);
     assert_eq!(job.start_time, start);
     assert_eq!(job.end_time, None);
+    assert_eq!(job.timeout_seconds, Some(3600));
     assert_eq!(job.tasks, Counters::default());
     assert_eq!(
         job.meta.get(),

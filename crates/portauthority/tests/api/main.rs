@@ -14,6 +14,7 @@ mod lists;
 mod rollup;
 mod seed;
 mod shutdown;
+mod timed_out;
 mod timeouts;
 
 /// The binary under test, for the tests that run it as a child process.

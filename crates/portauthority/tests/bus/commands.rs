@@ -85,6 +85,7 @@ async fn duplicated_and_late_commands_have_one_effect(postgres: bool) {
             .map(|m| header(m, REASON_HEADER))
             .collect::<Vec<_>>()
     );
+    drop((server, twin));
     bus.cleanup().await;
 }
 
@@ -173,5 +174,6 @@ async fn malformed_commands_are_dead_lettered_with_a_reason_and_consumption_goes
             "{problem}"
         );
     }
+    drop(server);
     bus.cleanup().await;
 }

@@ -12,12 +12,29 @@ pub struct Bus {
     pub url: String,
     pub prefix: String,
     pub js: jetstream::Context,
+    /// The tests of this binary take turns, whether they run as threads of one process
+    /// (`cargo test`) or as processes (`cargo nextest`): each runs several processes of
+    /// its own, and several such tests at once on two cores starve them all.
+    _turn: std::fs::File,
+}
+
+/// Waits for this test's turn: an exclusive lock on a file every bus test locks.
+async fn take_turn() -> std::fs::File {
+    let path = std::env::temp_dir().join("portauthority-bus-tests.lock");
+    tokio::task::spawn_blocking(move || {
+        let file = std::fs::File::create(&path).expect("the turn lock file");
+        file.lock().expect("take the turn lock");
+        file
+    })
+    .await
+    .expect("take a turn")
 }
 
 impl Bus {
     /// None (after saying so) when no NATS server is configured.
     pub async fn connect(test: &str) -> Option<Bus> {
         let url = portauthority_testkit::skip::configured("PORTAUTHORITY_TEST_NATS_URL")?;
+        let turn = take_turn().await;
         let client = async_nats::connect(url.as_str())
             .await
             .expect("connect to NATS");
@@ -29,7 +46,14 @@ impl Bus {
         let mut js = jetstream::new(client);
         // The server can stall for seconds when the disk is busy (other tests, builds).
         js.set_timeout(Duration::from_secs(30));
-        Some(Bus { url, prefix, js })
+        let bus = Bus {
+            url,
+            prefix,
+            js,
+            _turn: turn,
+        };
+        bus.memory_streams().await;
+        Some(bus)
     }
 
     /// The `--nats-url` and `--bus-prefix` flags for a process of this test.
@@ -51,18 +75,41 @@ impl Bus {
         ty.subject().replacen("portauthority", &self.prefix, 1)
     }
 
-    /// Creates the events stream before any process does (a process leaves an existing
-    /// stream as it is), with a short duplicate window.
+    /// Creates this test's streams before any process does (a process leaves existing
+    /// streams as they are), as the worker would but in memory: the test's messages need
+    /// not reach the disk, and deleting a stream is instant.
+    async fn memory_streams(&self) {
+        for (what, subject, retention) in [
+            ("COMMANDS", "commands.>", stream::RetentionPolicy::WorkQueue),
+            ("EVENTS", "events.>", stream::RetentionPolicy::Limits),
+            ("DEADLETTER", "deadletter", stream::RetentionPolicy::Limits),
+        ] {
+            self.js
+                .create_stream(stream::Config {
+                    name: self.stream(what),
+                    subjects: vec![format!("{}.{subject}", self.prefix)],
+                    retention,
+                    storage: stream::StorageType::Memory,
+                    ..Default::default()
+                })
+                .await
+                .expect("create a stream");
+        }
+    }
+
+    /// Shortens the events stream's duplicate window.
     pub async fn events_stream_with_window(&self, window: Duration) {
-        self.js
-            .create_stream(stream::Config {
-                name: self.stream("EVENTS"),
-                subjects: vec![format!("{}.events.>", self.prefix)],
-                duplicate_window: window,
-                ..Default::default()
-            })
+        let mut events = self
+            .js
+            .get_stream(self.stream("EVENTS"))
             .await
-            .expect("create the events stream");
+            .expect("events");
+        let mut config = events.info().await.expect("info").config.clone();
+        config.duplicate_window = window;
+        self.js
+            .update_stream(config)
+            .await
+            .expect("shorten the duplicate window");
     }
 
     /// Publishes raw payloads to `subject`, waiting for the stream's acks.
@@ -172,7 +219,8 @@ impl Bus {
         }
     }
 
-    /// Deletes this test's streams.
+    /// Deletes this test's streams. Stop the processes that consume them first: deleting a
+    /// stream a live consumer pulls from stalls the NATS server's API for up to a minute.
     pub async fn cleanup(&self) {
         for what in ["COMMANDS", "EVENTS", "DEADLETTER"] {
             let _ = self.js.delete_stream(self.stream(what)).await;

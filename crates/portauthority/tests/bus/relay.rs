@@ -133,6 +133,7 @@ async fn a_worker_killed_mid_stream_loses_nothing_and_publishes_nothing_twice() 
         assert_eq!(got, want, "job {job}\n{}", second.log_text());
     }
     assert!(bus.read_all("DEADLETTER").await.is_empty());
+    drop((server, twin, first));
     bus.cleanup().await;
 }
 
@@ -187,5 +188,6 @@ async fn two_workers_on_one_postgres_publish_each_event_once_in_job_order() {
     let expected = expected_events(&http, &server.base, &jobs).await;
     assert_eq!(expected.len(), 50 * (1 + 49 + 49 + 2));
     assert_exactly_once_in_order(&bus, &expected, Duration::from_secs(120)).await;
+    drop((server, _a, _b));
     bus.cleanup().await;
 }
