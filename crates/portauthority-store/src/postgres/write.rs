@@ -646,6 +646,8 @@ pub(crate) async fn delete_expired_jobs(
                  ORDER BY end_time LIMIT $3 FOR UPDATE SKIP LOCKED
              ), leases AS (
                  DELETE FROM outbox_leases WHERE job_id IN (SELECT id FROM doomed)
+             ), keys AS (
+                 DELETE FROM once WHERE job_id IN (SELECT id FROM doomed)
              )
              DELETE FROM jobs WHERE id IN (SELECT id FROM doomed)",
         )

@@ -529,10 +529,16 @@ pub(crate) fn delete_expired_jobs(
         doomed.extend(ids);
     }
     for id in &doomed {
-        c.prepare_cached("DELETE FROM outbox_leases WHERE job_id = ?1")
-            .map_err(internal)?
-            .execute([id])
-            .map_err(internal)?;
+        // What has no foreign key to the job: its outbox lease and its run-once keys.
+        for sql in [
+            "DELETE FROM outbox_leases WHERE job_id = ?1",
+            "DELETE FROM once WHERE job_id = ?1",
+        ] {
+            c.prepare_cached(sql)
+                .map_err(internal)?
+                .execute([id])
+                .map_err(internal)?;
+        }
         c.prepare_cached("DELETE FROM jobs WHERE id = ?1")
             .map_err(internal)?
             .execute([id])

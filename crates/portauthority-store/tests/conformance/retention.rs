@@ -200,6 +200,22 @@ async fn a_retention_step_deletes_exactly_the_expired_terminal_jobs_of_each_outc
         doomed_rows += published_events(&store, id).await;
     }
 
+    // A run-once key of a doomed job (a bus command's) goes with the job.
+    let key = || portauthority_store::Once {
+        key: "bus:/retention:1".into(),
+        fingerprint: String::new(),
+        keep_answer: false,
+    };
+    let note = || {
+        portauthority_core::Command::AddNote(portauthority_core::NewNote {
+            job_id: c_old.id,
+            task_id: None,
+            message: "before".into(),
+            data: None,
+        })
+    };
+    store.run_once(key(), note()).await.expect("a keyed note");
+
     let retention = Retention::new(store.clone(), policy).with_batch(2);
     assert_eq!(
         step_until_idle(&retention, 100).await.expect("steps"),
@@ -248,6 +264,8 @@ async fn a_retention_step_deletes_exactly_the_expired_terminal_jobs_of_each_outc
     let jobs: BTreeSet<JobId> = items.iter().map(|i| i.event.job_id).collect();
     assert_eq!(jobs, BTreeSet::from([c_old.id]));
     assert_eq!(items[0].event.kind, EventKind::Created);
+    let again = store.run_once(key(), note()).await.expect("the key again");
+    assert!(!again.replayed(), "the deleted job's keys went with it");
     assert_eq!(
         store
             .delete_expired_jobs(&[], 10)
