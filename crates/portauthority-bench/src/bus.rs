@@ -34,6 +34,10 @@ pub struct BusArgs {
     /// Jobs the tasks are spread over.
     #[arg(long, default_value_t = 100)]
     pub bus_jobs: usize,
+    /// Commands published per second; 0: as fast as the stream takes them (the latency is
+    /// then mostly the backlog's). A rate below the service's shows its latency unloaded.
+    #[arg(long, default_value_t = 0)]
+    pub bus_rate: u64,
 }
 
 /// The bus run's numbers.
@@ -121,8 +125,14 @@ pub async fn run(client: Client, args: &BusArgs) -> anyhow::Result<BusResult> {
 
     let start = Instant::now();
     let mut acks = Vec::with_capacity(256);
+    let mut published = 0u64;
     for status in ["in_progress", "completed"] {
         for (job, task) in &tasks {
+            if args.bus_rate > 0 {
+                let due = start + Duration::from_secs_f64(published as f64 / args.bus_rate as f64);
+                tokio::time::sleep_until(due.into()).await;
+            }
+            published += 1;
             let payload = command_message(
                 CommandType::TaskStatus,
                 &uuid::Uuid::new_v4().to_string(),

@@ -35,6 +35,15 @@ impl From<Refusal> for StoreError {
 }
 
 impl StoreError {
+    /// The command was refused (not found, conflict, invalid): retrying it cannot help,
+    /// unlike a failure of the database.
+    pub fn is_refusal(&self) -> bool {
+        matches!(
+            self,
+            StoreError::NotFound(_) | StoreError::Conflict(_) | StoreError::Invalid(_)
+        )
+    }
+
     pub fn job_not_found(id: impl std::fmt::Display) -> StoreError {
         Refusal::job_not_found(id).into()
     }

@@ -124,6 +124,28 @@ pub trait Store: Send + Sync + 'static {
     /// records nothing; a key met with another fingerprint is refused as invalid.
     async fn run_once(&self, once: Once, cmd: Command) -> Result<Ran, StoreError>;
 
+    /// [`Store::run_once`] for several commands, in order, each on its own (a refused one
+    /// leaves the others applied). After one fails for another reason (the database), the
+    /// rest are not run and fail as unavailable, so that no later command of a job is
+    /// applied before an earlier one. SQLite runs them all in one group commit.
+    async fn run_once_batch(
+        &self,
+        commands: Vec<(Once, Command)>,
+    ) -> Result<Vec<Result<Ran, StoreError>>, StoreError> {
+        let mut out = Vec::with_capacity(commands.len());
+        let mut failed = false;
+        for (once, cmd) in commands {
+            if failed {
+                out.push(Err(once::not_run()));
+                continue;
+            }
+            let ran = self.run_once(once, cmd).await;
+            failed = matches!(&ran, Err(e) if !e.is_refusal());
+            out.push(ran);
+        }
+        Ok(out)
+    }
+
     /// Change-feed events after `after`, in feed order, at most `limit`. A position never
     /// skips an event that commits late: an event becomes readable only once no event can
     /// still commit before it. Each job's events come in their `job_seq` order.

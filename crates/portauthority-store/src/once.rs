@@ -102,3 +102,9 @@ pub(crate) fn recorded(once: &Once, answer: &Answer) -> Result<Option<String>, S
         .transpose()
         .map_err(|e| StoreError::Internal(format!("cannot record an answer: {e}")))
 }
+
+/// What a command of a batch answers when an earlier one failed for a reason other than a
+/// refusal: it was not run.
+pub(crate) fn not_run() -> StoreError {
+    StoreError::Unavailable("not run: an earlier command of its batch failed".into())
+}

@@ -155,23 +155,30 @@ impl CommandConsumer {
 
     /// Applies one command under its CloudEvent's key.
     async fn apply(&self, incoming: &Incoming) -> Outcome {
-        let once = Once {
-            key: format!("bus:{}:{}", incoming.source, incoming.id),
-            fingerprint: String::new(),
-            keep_answer: false,
-        };
-        let command = Command::from(incoming.command.clone());
-        match self.store.run_once(once, command).await {
-            Ok(Ran::Replayed(_)) => Outcome::Duplicate,
-            Ok(Ran::Applied(Answer::Updates(items))) => match items.into_iter().next() {
-                Some(Err(refusal)) => Outcome::Refused(refused(incoming, refusal.into())),
-                _ => Outcome::Applied,
-            },
-            Ok(Ran::Applied(_)) => Outcome::Applied,
-            Err(
-                e @ (StoreError::Unavailable(_) | StoreError::Internal(_) | StoreError::Config(_)),
-            ) => Outcome::Transient(e),
-            Err(e) => Outcome::Refused(refused(incoming, e)),
+        let (once, command) = keyed(incoming);
+        outcome(incoming, self.store.run_once(once, command).await)
+    }
+
+    /// Applies a job's commands in one call of the store (one group commit on SQLite); the
+    /// outcome of each, in order.
+    async fn apply_all(
+        &self,
+        commands: &[(async_nats::jetstream::Message, Incoming)],
+    ) -> Vec<Outcome> {
+        let batch = commands
+            .iter()
+            .map(|(_, incoming)| keyed(incoming))
+            .collect();
+        match self.store.run_once_batch(batch).await {
+            Ok(results) => commands
+                .iter()
+                .zip(results)
+                .map(|((_, incoming), ran)| outcome(incoming, ran))
+                .collect(),
+            Err(e) => commands
+                .iter()
+                .map(|(_, incoming)| outcome(incoming, Err(e.clone())))
+                .collect(),
         }
     }
 
@@ -203,13 +210,22 @@ impl CommandConsumer {
     async fn apply_job(&self, commands: Vec<(async_nats::jetstream::Message, Incoming)>) -> Tally {
         let mut tally = Tally::default();
         let mut held = false;
+        let mut first_try = self.apply_all(&commands).await.into_iter();
         for (message, incoming) in commands {
             if held {
                 self.retry(&message).await;
                 tally.retried += 1;
                 continue;
             }
-            match self.apply_retrying(&message, &incoming).await {
+            // After a transient failure in the batch, each command on its own, in order.
+            let outcome = match first_try.next() {
+                Some(Outcome::Transient(_)) | None => {
+                    first_try = Vec::new().into_iter();
+                    self.apply_retrying(&message, &incoming).await
+                }
+                Some(done) => done,
+            };
+            match outcome {
                 Outcome::Applied => {
                     tracing::debug!(id = %incoming.id, r#type = incoming.ty.type_name(), "applied");
                     tally.applied += 1;
@@ -302,6 +318,30 @@ async fn ack(message: &async_nats::jetstream::Message) {
     // A lost ack is harmless: the command comes again and is recognised as a duplicate.
     if let Err(e) = message.ack().await {
         tracing::debug!(error = %e, "ack failed");
+    }
+}
+
+/// A bus command under its CloudEvent's key, as the store runs it.
+fn keyed(incoming: &Incoming) -> (Once, Command) {
+    let once = Once {
+        key: format!("bus:{}:{}", incoming.source, incoming.id),
+        fingerprint: String::new(),
+        keep_answer: false,
+    };
+    (once, Command::from(incoming.command.clone()))
+}
+
+/// What the store's answer to a command means for its message.
+fn outcome(incoming: &Incoming, ran: Result<Ran, StoreError>) -> Outcome {
+    match ran {
+        Ok(Ran::Replayed(_)) => Outcome::Duplicate,
+        Ok(Ran::Applied(Answer::Updates(items))) => match items.into_iter().next() {
+            Some(Err(refusal)) => Outcome::Refused(refused(incoming, refusal.into())),
+            _ => Outcome::Applied,
+        },
+        Ok(Ran::Applied(_)) => Outcome::Applied,
+        Err(e) if e.is_refusal() => Outcome::Refused(refused(incoming, e)),
+        Err(e) => Outcome::Transient(e),
     }
 }
 

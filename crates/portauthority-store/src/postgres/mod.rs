@@ -585,6 +585,19 @@ impl Store for PgStore {
         .await
     }
 
+    async fn run_once_batch(
+        &self,
+        commands: Vec<(Once, Command)>,
+    ) -> Result<Vec<Result<Ran, StoreError>>, StoreError> {
+        let now = self.env.now();
+        let commands = Arc::new(commands);
+        self.tx(|c| {
+            let commands = commands.clone();
+            Box::pin(async move { write::run_once_batch(c, &commands, now).await })
+        })
+        .await
+    }
+
     async fn feed(&self, after: Position, limit: u32) -> Result<Vec<FeedEvent>, StoreError> {
         let mut c = self.conn().await?;
         let events = feed::read(&mut c, after, limit).await;

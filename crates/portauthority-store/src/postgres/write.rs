@@ -189,6 +189,40 @@ pub(crate) async fn run_once(
     Ok(Ran::Applied(answer))
 }
 
+/// [`run_once`] for each command under its own savepoint, in order, in the caller's one
+/// transaction; see `Store::run_once_batch`. A database error fails the whole transaction
+/// (which `PgStore::tx` retries): nothing of it was committed.
+pub(crate) async fn run_once_batch(
+    c: &mut PgConnection,
+    commands: &[(Once, Command)],
+    now: Timestamp,
+) -> TxResult<Vec<Result<Ran, StoreError>>> {
+    let mut out = Vec::with_capacity(commands.len());
+    let mut failed = false;
+    for (once, cmd) in commands {
+        if failed {
+            out.push(Err(once::not_run()));
+            continue;
+        }
+        sqlx::query("SAVEPOINT command").execute(&mut *c).await?;
+        match run_once(c, once, cmd.clone(), now).await {
+            Ok(ran) => out.push(Ok(ran)),
+            Err(TxError::Store(e)) => {
+                sqlx::query("ROLLBACK TO SAVEPOINT command")
+                    .execute(&mut *c)
+                    .await?;
+                failed = !e.is_refusal();
+                out.push(Err(e));
+            }
+            Err(other) => return Err(other),
+        }
+        sqlx::query("RELEASE SAVEPOINT command")
+            .execute(&mut *c)
+            .await?;
+    }
+    Ok(out)
+}
+
 // ---------------------------------------------------------------------------------------
 // Executing a plan
 

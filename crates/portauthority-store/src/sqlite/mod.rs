@@ -292,6 +292,16 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn run_once_batch(
+        &self,
+        commands: Vec<(Once, Command)>,
+    ) -> Result<Vec<Result<Ran, StoreError>>, StoreError> {
+        let now = self.env.now();
+        self.writer
+            .run(move |tx| Ok(write::run_once_batch(tx, commands, now)))
+            .await
+    }
+
     async fn feed(&self, after: Position, limit: u32) -> Result<Vec<FeedEvent>, StoreError> {
         self.readers.run(move |c| rows::feed(c, after, limit)).await
     }

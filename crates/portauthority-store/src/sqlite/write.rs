@@ -166,6 +166,27 @@ pub(crate) fn run_once(
     Ok(Ran::Applied(answer))
 }
 
+/// [`run_once`] for each command in its own savepoint, in order; see
+/// `Store::run_once_batch`.
+pub(crate) fn run_once_batch(
+    c: &Connection,
+    commands: Vec<(Once, Command)>,
+    now: Timestamp,
+) -> Vec<Result<Ran, StoreError>> {
+    let mut failed = false;
+    commands
+        .into_iter()
+        .map(|(once, cmd)| {
+            if failed {
+                return Err(once::not_run());
+            }
+            let ran = super::writer::in_savepoint(c, |c| run_once(c, &once, cmd, now));
+            failed = matches!(&ran, Err(e) if !e.is_refusal());
+            ran
+        })
+        .collect()
+}
+
 // ---------------------------------------------------------------------------------------
 // Executing a plan
 

@@ -12,6 +12,7 @@ conformance!(
     a_key_reused_for_another_request_is_refused,
     a_refused_command_records_no_key,
     concurrent_commands_under_one_key_take_effect_once,
+    a_batch_runs_each_command_on_its_own_and_in_order,
 );
 
 fn once(key: &str, fingerprint: &str, keep_answer: bool) -> Once {
@@ -180,4 +181,53 @@ async fn concurrent_commands_under_one_key_take_effect_once(store: Arc<dyn Store
     seqs.dedup();
     assert_eq!(seqs.len(), 1, "every caller got the one note's answer");
     assert_eq!(notes(&store, &job).await, 1);
+}
+
+async fn a_batch_runs_each_command_on_its_own_and_in_order(store: Arc<dyn Store>) {
+    let job = create(&store, job_req()).await;
+    let missing = new_job(job_req()).id;
+    let refused = Command::AddNote(NewNote {
+        job_id: missing,
+        task_id: None,
+        message: "nowhere".into(),
+        data: None,
+    });
+    let batch = vec![
+        (once("bus:/b:1", "", false), note(&job, "first")),
+        (once("bus:/b:2", "", false), refused),
+        (once("bus:/b:3", "", false), note(&job, "third")),
+        // The same key again within the batch: it sees the first one's record.
+        (once("bus:/b:1", "", false), note(&job, "first")),
+    ];
+    let results = store.run_once_batch(batch).await.expect("the batch");
+    assert!(
+        matches!(results[0], Ok(Ran::Applied(_))),
+        "{:?}",
+        results[0]
+    );
+    assert!(
+        matches!(
+            results[1],
+            Err(portauthority_store::StoreError::NotFound(_))
+        ),
+        "{:?}",
+        results[1]
+    );
+    assert!(
+        matches!(results[2], Ok(Ran::Applied(_))),
+        "{:?}",
+        results[2]
+    );
+    assert!(
+        matches!(results[3], Ok(Ran::Replayed(None))),
+        "{:?}",
+        results[3]
+    );
+    let messages: Vec<String> = history(&store, HistoryScope::Job(job.id))
+        .await
+        .into_iter()
+        .filter(|e| e.kind == EventKind::Note)
+        .filter_map(|e| e.message)
+        .collect();
+    assert_eq!(messages, ["first", "third"], "one note each, in order");
 }
