@@ -26,11 +26,24 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "once",
         include_str!("../../migrations/sqlite/0004_once.sql"),
     ),
+    // 5 is another change's number.
+    (
+        6,
+        "webhooks",
+        include_str!("../../migrations/sqlite/0006_webhooks.sql"),
+    ),
 ];
 
 /// Applies what is pending and returns the schema version. Runs in one immediate
 /// transaction, so concurrent runs serialize and the second finds nothing to do.
 pub(crate) fn apply(conn: &mut Connection) -> Result<i64, StoreError> {
+    apply_these(conn, MIGRATIONS)
+}
+
+/// Applies each of `migrations` that is not recorded yet, in order, whatever the versions
+/// recorded around it: numbers need not be consecutive, and one written in another branch
+/// that lands with a lower number than a version already applied is applied when it comes.
+fn apply_these(conn: &mut Connection, migrations: &[(i64, &str, &str)]) -> Result<i64, StoreError> {
     let tx = conn
         .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
         .map_err(internal)?;
@@ -42,20 +55,20 @@ pub(crate) fn apply(conn: &mut Connection) -> Result<i64, StoreError> {
          )",
     )
     .map_err(internal)?;
-    let current: i64 = tx
-        .query_row(
-            "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
-            [],
-            |r| r.get(0),
-        )
+    let applied: Vec<i64> = tx
+        .prepare("SELECT version FROM schema_migrations ORDER BY version")
+        .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
         .map_err(internal)?;
-    let latest = MIGRATIONS.last().map(|m| m.0).unwrap_or(0);
-    if current > latest {
+    if let Some(unknown) = applied
+        .iter()
+        .find(|v| !migrations.iter().any(|m| m.0 == **v))
+    {
         return Err(StoreError::Config(format!(
-            "database schema version {current} is newer than this binary knows ({latest}); upgrade portauthority"
+            "the database has schema migration {unknown}, which this binary does not know; \
+             upgrade portauthority"
         )));
     }
-    for (version, name, sql) in MIGRATIONS.iter().filter(|m| m.0 > current) {
+    for (version, name, sql) in migrations.iter().filter(|m| !applied.contains(&m.0)) {
         tx.execute_batch(sql).map_err(|e| {
             StoreError::Internal(format!("migration {version} ({name}) failed: {e}"))
         })?;
@@ -71,7 +84,7 @@ pub(crate) fn apply(conn: &mut Connection) -> Result<i64, StoreError> {
         tracing::info!(version, name, "applied migration");
     }
     tx.commit().map_err(internal)?;
-    Ok(latest.max(current))
+    Ok(migrations.iter().map(|m| m.0).max().unwrap_or(0))
 }
 
 /// Opens the database at `url`, applies pending migrations, returns the schema version.
@@ -83,4 +96,41 @@ pub async fn migrate(url: &str) -> Result<i64, StoreError> {
     })
     .await
     .map_err(|e| StoreError::Internal(e.to_string()))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn versions(conn: &Connection) -> Vec<i64> {
+        conn.prepare("SELECT version FROM schema_migrations ORDER BY version")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    }
+
+    #[test]
+    fn a_gap_is_tolerated_and_a_migration_landing_in_it_later_is_applied() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        let first: &[(i64, &str, &str)] = &[
+            (1, "a", "CREATE TABLE a (x INTEGER)"),
+            (3, "c", "CREATE TABLE c (x INTEGER)"),
+        ];
+        assert_eq!(apply_these(&mut conn, first).unwrap(), 3);
+        let later: &[(i64, &str, &str)] = &[
+            (1, "a", "CREATE TABLE a (x INTEGER)"),
+            (2, "b", "CREATE TABLE b (x INTEGER)"),
+            (3, "c", "CREATE TABLE c (x INTEGER)"),
+        ];
+        assert_eq!(apply_these(&mut conn, later).unwrap(), 3);
+        assert_eq!(versions(&conn), [1, 2, 3]);
+        conn.execute_batch("SELECT x FROM b").unwrap();
+        // Run again: nothing to do.
+        apply_these(&mut conn, later).unwrap();
+        // A binary that does not know an applied migration refuses the database.
+        let err = apply_these(&mut conn, first).unwrap_err();
+        assert!(matches!(err, StoreError::Config(_)), "{err:?}");
+    }
 }

@@ -13,6 +13,7 @@ mod migrate;
 mod pool;
 mod rows;
 pub(crate) mod seed;
+mod webhooks;
 mod write;
 mod writer;
 
@@ -20,10 +21,11 @@ use crate::background::Loop;
 use crate::feed::{FeedEvent, OutboxItem, Position};
 use crate::once::{Once, Ran};
 use crate::query::{HistoryScope, JobFilter, Page, Paging, TaskFilter};
+use crate::webhooks::{AttemptEntry, AttemptRecord, Delivery, NewDelivery, NewWebhook, Webhook};
 use crate::{Created, NewNote, Store, StoreError, TaskUpdate};
 use async_trait::async_trait;
 use portauthority_core::api::{HistoryEvent, Job, NewJob, Task};
-use portauthority_core::{AddTasks, Command, Env, JobId, SetJobStatus, TaskId};
+use portauthority_core::{AddTasks, Command, Env, JobId, SetJobStatus, TaskId, Timestamp};
 use rusqlite::{Connection, OpenFlags};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -318,6 +320,73 @@ impl Store for SqliteStore {
 
     async fn outbox_backlog(&self) -> Result<u64, StoreError> {
         self.readers.run(rows::outbox_backlog).await
+    }
+
+    async fn create_webhook(&self, new: NewWebhook) -> Result<Webhook, StoreError> {
+        self.writer.run(move |tx| webhooks::create(tx, new)).await
+    }
+
+    async fn list_webhooks(&self) -> Result<Vec<Webhook>, StoreError> {
+        self.readers.run(webhooks::list).await
+    }
+
+    async fn get_webhook(&self, id: uuid::Uuid) -> Result<Webhook, StoreError> {
+        self.readers.run(move |c| webhooks::get(c, id)).await
+    }
+
+    async fn delete_webhook(&self, id: uuid::Uuid) -> Result<(), StoreError> {
+        self.writer.run(move |tx| webhooks::delete(tx, id)).await
+    }
+
+    async fn disable_webhook(&self, id: uuid::Uuid, reason: String) -> Result<(), StoreError> {
+        self.writer
+            .run(move |tx| webhooks::disable(tx, id, &reason))
+            .await
+    }
+
+    async fn enqueue_deliveries(&self, events: Vec<NewDelivery>) -> Result<u64, StoreError> {
+        let env = self.env.clone();
+        self.writer
+            .run(move |tx| webhooks::enqueue(tx, &events, env.ids.as_ref(), env.now()))
+            .await
+    }
+
+    async fn claim_deliveries(
+        &self,
+        now: Timestamp,
+        limit: u32,
+        lease: Duration,
+    ) -> Result<Vec<Delivery>, StoreError> {
+        self.writer
+            .run(move |tx| webhooks::claim(tx, now, limit, lease))
+            .await
+    }
+
+    async fn record_attempt(&self, attempt: AttemptRecord) -> Result<(), StoreError> {
+        self.writer
+            .run(move |tx| webhooks::record(tx, &attempt))
+            .await
+    }
+
+    async fn list_deliveries(
+        &self,
+        webhook: uuid::Uuid,
+        limit: u32,
+    ) -> Result<Vec<AttemptEntry>, StoreError> {
+        self.readers
+            .run(move |c| webhooks::deliveries(c, webhook, limit))
+            .await
+    }
+
+    async fn retry_delivery(
+        &self,
+        webhook: uuid::Uuid,
+        delivery: uuid::Uuid,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        self.writer
+            .run(move |tx| webhooks::retry(tx, webhook, delivery, now))
+            .await
     }
 
     fn background(&self) -> Vec<Arc<dyn Loop>> {

@@ -65,3 +65,4 @@ mod tasks;
 mod text;
 mod timeouts;
 mod updates;
+mod webhooks;
