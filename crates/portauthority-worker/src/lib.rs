@@ -5,16 +5,21 @@
 //!   store's command layer, once per CloudEvent, and acks each after its commit.
 //! - [`BusSink`]: the outbox relay's way to the bus (`portauthority.events.>`), exactly
 //!   once per event and in per-job order.
+//! - [`webhooks::WebhookSink`] and [`webhooks::WebhookSender`]: the relay's fan-out of
+//!   events to webhooks, and the loop that delivers them, signed and retried.
 //!
 //! Every loop is a [`portauthority_store::Loop`], run by the application's supervisor.
 
 mod bus;
 mod consume;
+mod encode;
 mod publish;
+pub mod webhooks;
 
 pub use bus::{Bus, BusConfig};
 pub use consume::CommandConsumer;
 pub use publish::BusSink;
+pub use webhooks::WebhookConfig;
 
 use portauthority_core::{Env, Limits};
 use portauthority_store::relay::{Relay, Sink};
@@ -30,6 +35,7 @@ pub struct WorkerConfig {
     /// How long a relay's claim keeps other relays off its jobs: after a relay dies, its
     /// jobs' events wait this long for another.
     pub relay_lease: Duration,
+    pub webhooks: WebhookConfig,
 }
 
 impl Default for WorkerConfig {
@@ -37,6 +43,7 @@ impl Default for WorkerConfig {
         WorkerConfig {
             bus: None,
             relay_lease: Duration::from_secs(30),
+            webhooks: WebhookConfig::default(),
         }
     }
 }
@@ -55,8 +62,23 @@ pub async fn loops(
         bus.ensure_streams().await?;
         let consumer = CommandConsumer::new(store.clone(), bus.clone(), env.clone(), limits);
         loops.push(Arc::new(consumer));
-        sinks.push(Arc::new(BusSink::new(store.clone(), bus, env).await?));
+        sinks.push(Arc::new(
+            BusSink::new(store.clone(), bus, env.clone()).await?,
+        ));
     }
+    // Always: with no webhook it costs nothing but a look at the list once per refresh.
+    let queued = Arc::new(tokio::sync::Notify::new());
+    sinks.push(Arc::new(webhooks::WebhookSink::new(
+        store.clone(),
+        &config.webhooks,
+        queued.clone(),
+    )));
+    loops.push(Arc::new(webhooks::WebhookSender::new(
+        store.clone(),
+        env,
+        &config.webhooks,
+        queued,
+    )?));
     let relay = Relay::new(store, sinks, relay_id()).with_lease(config.relay_lease);
     loops.push(Arc::new(relay));
     Ok(loops)

@@ -130,25 +130,14 @@ pub(crate) async fn enqueue(
     now: Timestamp,
 ) -> TxResult<u64> {
     let webhooks = list(c).await?;
-    let mut cols: (
-        Vec<Uuid>,
-        Vec<Uuid>,
-        Vec<&str>,
-        Vec<&str>,
-        Vec<&str>,
-        Vec<&str>,
-    ) = Default::default();
-    for (w, e) in fan_out(&webhooks, events) {
-        cols.0.push(ids.uuid());
-        cols.1.push(w.id);
-        cols.2.push(&e.event_id);
-        cols.3.push(&e.event_type);
-        cols.4.push(&e.namespace);
-        cols.5.push(&e.body);
-    }
-    if cols.0.is_empty() {
+    let pairs: Vec<_> = fan_out(&webhooks, events).collect();
+    if pairs.is_empty() {
         return Ok(0);
     }
+    let ids: Vec<Uuid> = pairs.iter().map(|_| ids.uuid()).collect();
+    let hooks: Vec<Uuid> = pairs.iter().map(|(w, _)| w.id).collect();
+    let text =
+        |f: fn(&NewDelivery) -> &str| -> Vec<&str> { pairs.iter().map(|(_, e)| f(e)).collect() };
     let done = sqlx::query(
         "INSERT INTO webhook_deliveries (id, webhook_id, event_id, event_type, namespace, body,
                                          state, next_attempt_at, created_at)
@@ -157,12 +146,12 @@ pub(crate) async fn enqueue(
               AS u(id, webhook_id, event_id, event_type, namespace, body)
          ON CONFLICT (webhook_id, event_id) DO NOTHING",
     )
-    .bind(&cols.0)
-    .bind(&cols.1)
-    .bind(&cols.2)
-    .bind(&cols.3)
-    .bind(&cols.4)
-    .bind(&cols.5)
+    .bind(&ids)
+    .bind(&hooks)
+    .bind(text(|e| &e.event_id))
+    .bind(text(|e| &e.event_type))
+    .bind(text(|e| &e.namespace))
+    .bind(text(|e| &e.body))
     .bind(now.to_datetime())
     .execute(&mut *c)
     .await?;
