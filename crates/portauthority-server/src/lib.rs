@@ -199,7 +199,7 @@ impl App {
 
 /// The documented API routes, with their OpenAPI description.
 fn api() -> utoipa_axum::router::OpenApiRouter<AppState> {
-    use routes::{health, history, jobs, tasks};
+    use routes::{health, history, jobs, tasks, webhooks};
     use utoipa_axum::routes;
 
     utoipa_axum::router::OpenApiRouter::with_openapi(openapi::base())
@@ -214,6 +214,10 @@ fn api() -> utoipa_axum::router::OpenApiRouter<AppState> {
         .routes(routes!(tasks::set_status_batch))
         .routes(routes!(history::job_history, history::job_note))
         .routes(routes!(history::task_history, history::task_note))
+        .routes(routes!(webhooks::create, webhooks::list))
+        .routes(routes!(webhooks::get, webhooks::delete))
+        .routes(routes!(webhooks::deliveries))
+        .routes(routes!(webhooks::retry))
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
 }

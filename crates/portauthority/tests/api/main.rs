@@ -15,6 +15,7 @@ mod rollup;
 mod seed;
 mod shutdown;
 mod timeouts;
+mod webhooks;
 
 /// The binary under test, for the tests that run it as a child process.
 fn portauthority() -> &'static std::path::Path {
