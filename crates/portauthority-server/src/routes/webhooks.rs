@@ -176,7 +176,8 @@ async fn validate(state: &AppState, body: CreateWebhookRequest) -> Result<NewWeb
         .flatten();
     let mut events = body.events;
     if let Some(e) = events.as_mut() {
-        e.dedup();
+        let mut seen = std::collections::HashSet::new();
+        e.retain(|t| seen.insert(t.clone()));
     }
     errs.into_result(|| NewWebhook {
         id: state.env.ids.uuid(),

@@ -255,8 +255,20 @@ pub(crate) async fn record(c: &mut PgConnection, a: &AttemptRecord) -> TxResult<
             .bind(a.time.to_datetime())
     };
     failing.execute(&mut *c).await?;
-    if let Next::Disable(reason) = &a.next {
-        disable(c, a.webhook_id, reason).await?;
+    match &a.next {
+        Next::Disable(reason) => disable(c, a.webhook_id, reason).await?,
+        // Disabled while this attempt was in flight: no retry.
+        Next::RetryAt(_) => {
+            sqlx::query(
+                "UPDATE webhook_deliveries SET state = 'failed', next_attempt_at = NULL
+                 WHERE id = $1 AND state = 'pending'
+                   AND webhook_id IN (SELECT id FROM webhooks WHERE NOT enabled)",
+            )
+            .bind(a.delivery_id)
+            .execute(&mut *c)
+            .await?;
+        }
+        Next::Delivered | Next::Failed => {}
     }
     Ok(())
 }

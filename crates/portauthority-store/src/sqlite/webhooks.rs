@@ -15,6 +15,10 @@ use uuid::Uuid;
 const WEBHOOK_COLUMNS: &str = "id, url, namespace, events, description, secret, enabled, \
     disabled_reason, created_at, failing_since";
 
+const RETRY_OF_DISABLED_FAILS: &str = "UPDATE webhook_deliveries \
+    SET state = 'failed', next_attempt_at = NULL WHERE id = ?1 AND state = 'pending' \
+    AND webhook_id IN (SELECT id FROM webhooks WHERE NOT enabled)";
+
 fn bad(what: &str) -> rusqlite::Error {
     rusqlite::Error::InvalidColumnType(0, what.to_owned(), rusqlite::types::Type::Text)
 }
@@ -254,8 +258,15 @@ pub(crate) fn record(c: &Connection, a: &AttemptRecord) -> Result<(), StoreError
         .and_then(|mut s| s.execute(params![id, a.time.as_millis()]))
     }
     .map_err(internal)?;
-    if let Next::Disable(reason) = &a.next {
-        disable(c, a.webhook_id, reason)?;
+    match &a.next {
+        Next::Disable(reason) => disable(c, a.webhook_id, reason)?,
+        // Disabled while this attempt was in flight: no retry.
+        Next::RetryAt(_) => {
+            c.prepare_cached(RETRY_OF_DISABLED_FAILS)
+                .and_then(|mut s| s.execute([a.delivery_id.as_bytes()]))
+                .map_err(internal)?;
+        }
+        Next::Delivered | Next::Failed => {}
     }
     Ok(())
 }

@@ -294,6 +294,8 @@ async fn disabling_a_webhook_fails_its_pending_deliveries_and_says_why(store: Ar
         .iter()
         .find(|d| d.webhook_id == w.id && d.event_id == "j.1")
         .unwrap();
+    // Queued, not attempted yet.
+    queue(&store, &["j.0"]).await;
     let reason = "the endpoint answered 410 Gone".to_owned();
     store
         .record_attempt(attempt(d, t, Some(410), Next::Disable(reason.clone())))
@@ -302,22 +304,40 @@ async fn disabling_a_webhook_fails_its_pending_deliveries_and_says_why(store: Ar
     let stored = store.get_webhook(w.id).await.unwrap();
     assert!(!stored.enabled);
     assert_eq!(stored.disabled_reason.as_deref(), Some(reason.as_str()));
+    // Its other delivery was in flight: the failure recorded for it retries nothing.
+    let in_flight = claimed
+        .iter()
+        .find(|d| d.webhook_id == w.id && d.event_id == "j.2")
+        .unwrap();
+    store
+        .record_attempt(attempt(
+            in_flight,
+            later(t, 5),
+            Some(500),
+            Next::RetryAt(later(t, 10)),
+        ))
+        .await
+        .unwrap();
     let log = store.list_deliveries(w.id, 100).await.unwrap();
-    assert_eq!(log.len(), 2);
+    let lines: Vec<(&str, u32)> = log
+        .iter()
+        .map(|e| (e.event_id.as_str(), e.attempt))
+        .collect();
+    assert_eq!(lines, [("j.2", 1), ("j.1", 1), ("j.0", 0)]);
     assert!(
-        log.iter().all(|e| e.state == DeliveryState::Failed),
+        log.iter()
+            .all(|e| e.state == DeliveryState::Failed && e.next_attempt_at.is_none()),
         "{log:?}"
     );
-    let queued = log.iter().find(|e| e.attempt == 0).unwrap();
     assert!(
-        queued.error.as_deref().unwrap().contains(&reason),
-        "{queued:?}"
+        log[2].error.as_deref().unwrap().contains(&reason),
+        "the unattempted one says why: {log:?}"
     );
     // Nothing of it is claimed any more, nor queued; the other webhook goes on.
     queue(&store, &["j.3"]).await;
     let next = claim(&store, later(t, LEASE.as_millis() as i64 + 1)).await;
     assert!(next.iter().all(|d| d.webhook_id == other.id), "{next:?}");
-    assert_eq!(next.len(), 3);
+    assert_eq!(next.len(), 4, "j.0 to j.3");
     assert_err!(
         store.disable_webhook(Uuid::now_v7(), "x".into()).await,
         NotFound

@@ -190,19 +190,15 @@ impl Loop for WebhookSender {
             .claim_deliveries(self.env.now(), self.concurrency as u32, self.lease)
             .await?;
         let worked = !due.is_empty();
-        let records: Vec<AttemptRecord> = futures::stream::iter(due)
-            .map(|d| self.attempt(d))
+        // Each attempt is recorded as soon as it is made: a slow endpoint does not hold up
+        // the retries of the others.
+        let recorded: Vec<Result<(), portauthority_store::StoreError>> = futures::stream::iter(due)
+            .map(|d| async move { self.store.record_attempt(self.attempt(d).await).await })
             .buffer_unordered(self.concurrency)
             .collect()
             .await;
-        let mut failure = None;
-        for record in records {
-            // Unrecorded, the delivery is claimed again when its lease ends.
-            if let Err(e) = self.store.record_attempt(record).await {
-                failure.get_or_insert(e);
-            }
-        }
-        match failure {
+        // Unrecorded, a delivery is claimed again when its lease ends.
+        match recorded.into_iter().find_map(Result::err) {
             Some(e) => Err(anyhow::Error::from(e).context("recording webhook attempts")),
             None => Ok(worked),
         }

@@ -259,8 +259,8 @@ fn verify_with_standardwebhooks(r: &Received, secret: &str) {
         .is_ok_and(|o| o.status.success());
     if !has_package {
         portauthority_testkit::skip::because(
-            "python3 with the standardwebhooks package (pip install standardwebhooks) is not \
-             installed, so the Python check of webhook signatures",
+            "the Python check of webhook signatures: python3 has no standardwebhooks package \
+             (pip install standardwebhooks==1.1.0)",
         );
         return;
     }
