@@ -40,6 +40,19 @@ impl Error {
 
 pub type Result<T> = std::result::Result<T, Error>;
 
+/// Where every reqwest client of Port Authority starts, this crate's own and the worker's
+/// webhook sender alike: a builder, with ring installed as the process's rustls crypto
+/// provider. reqwest is built without a provider of its own (the workspace keeps one, the
+/// ring that async-nats uses), and a client built before one is installed panics.
+pub fn http_builder() -> reqwest::ClientBuilder {
+    static INSTALLED: std::sync::Once = std::sync::Once::new();
+    INSTALLED.call_once(|| {
+        // Err: another provider was installed first, which serves as well.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+    reqwest::Client::builder()
+}
+
 /// A connection to one Port Authority server. Cheap to clone; clones share connections.
 #[derive(Clone, Debug)]
 pub struct Client {
@@ -51,7 +64,7 @@ pub struct Client {
 impl Client {
     /// `base` is the server's root URL, e.g. `http://127.0.0.1:8080`.
     pub fn new(base: impl Into<String>) -> Client {
-        let http = reqwest::Client::builder()
+        let http = http_builder()
             .pool_max_idle_per_host(1024)
             .build()
             .expect("a default reqwest client builds");

@@ -57,6 +57,9 @@ pub struct Config {
     /// The worker loops to run in-process (the bus, the outbox relay); `None`: none
     /// (`serve --no-worker`, another process runs them).
     pub worker: Option<portauthority_worker::WorkerConfig>,
+    /// Let webhooks be created for loopback, private and link-local targets (the API's
+    /// check; the worker's own setting guards the connections).
+    pub webhooks_allow_private: bool,
 }
 
 impl Default for Config {
@@ -77,6 +80,7 @@ impl Default for Config {
             // Well inside the 30 s Kubernetes gives a pod after SIGTERM (systemd gives 90 s).
             shutdown_drain: Duration::from_secs(10),
             worker: Some(portauthority_worker::WorkerConfig::default()),
+            webhooks_allow_private: false,
         }
     }
 }
@@ -88,6 +92,8 @@ pub struct AppState {
     pub limits: Arc<Limits>,
     /// The clock and id source handed down to the command layer.
     pub env: Env,
+    /// See [`Config::webhooks_allow_private`].
+    pub webhooks_allow_private: bool,
 }
 
 /// A built application: store open and migrated, socket bound, not yet serving.
@@ -134,6 +140,7 @@ impl App {
             store: store.clone(),
             limits: Arc::new(config.limits.clone()),
             env,
+            webhooks_allow_private: config.webhooks_allow_private,
         };
         App {
             listener,
@@ -192,7 +199,7 @@ impl App {
 
 /// The documented API routes, with their OpenAPI description.
 fn api() -> utoipa_axum::router::OpenApiRouter<AppState> {
-    use routes::{health, history, jobs, tasks};
+    use routes::{health, history, jobs, tasks, webhooks};
     use utoipa_axum::routes;
 
     utoipa_axum::router::OpenApiRouter::with_openapi(openapi::base())
@@ -207,6 +214,10 @@ fn api() -> utoipa_axum::router::OpenApiRouter<AppState> {
         .routes(routes!(tasks::set_status_batch))
         .routes(routes!(history::job_history, history::job_note))
         .routes(routes!(history::task_history, history::task_note))
+        .routes(routes!(webhooks::create, webhooks::list))
+        .routes(routes!(webhooks::get, webhooks::delete))
+        .routes(routes!(webhooks::deliveries))
+        .routes(routes!(webhooks::retry))
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
 }

@@ -13,6 +13,7 @@ use utoipa::OpenApi;
         (name = "jobs", description = "Jobs and their derived status"),
         (name = "tasks", description = "Tasks and their status"),
         (name = "history", description = "Append-only history of jobs and tasks"),
+        (name = "webhooks", description = "Job and task events posted to subscribed URLs, signed per Standard Webhooks"),
         (name = "health", description = "Liveness and readiness"),
     ),
     components(schemas(portauthority_core::api::Problem, portauthority_core::ValidationError))

@@ -18,6 +18,7 @@ pub mod seed;
 pub mod sqlite;
 pub mod sweeper;
 pub mod system;
+pub mod webhooks;
 
 use async_trait::async_trait;
 use portauthority_core::api::{HistoryEvent, Job, NewJob, NewTask, Task};
@@ -32,6 +33,9 @@ pub use once::{Answer, Once, Ran};
 pub use portauthority_core::plan::Created;
 pub use portauthority_core::{NewNote, TaskUpdate};
 pub use query::{Cursor, HistoryScope, JobFilter, Page, Paging, SortValue, TaskFilter};
+pub use webhooks::{
+    AttemptEntry, AttemptRecord, Delivery, DeliveryState, NewDelivery, NewWebhook, Next, Webhook,
+};
 
 /// The persistence port of the service.
 #[async_trait]
@@ -197,6 +201,55 @@ pub trait Store: Send + Sync + 'static {
         cutoffs: &[(Status, Timestamp)],
         limit: u32,
     ) -> Result<u64, StoreError>;
+    /// Stores a new webhook, enabled.
+    async fn create_webhook(&self, new: NewWebhook) -> Result<Webhook, StoreError>;
+
+    /// Every webhook, enabled or not, oldest first.
+    async fn list_webhooks(&self) -> Result<Vec<Webhook>, StoreError>;
+
+    async fn get_webhook(&self, id: uuid::Uuid) -> Result<Webhook, StoreError>;
+
+    /// Deletes a webhook with its deliveries and their attempts.
+    async fn delete_webhook(&self, id: uuid::Uuid) -> Result<(), StoreError>;
+
+    /// Disables a webhook (`reason` says why) and fails its pending deliveries.
+    async fn disable_webhook(&self, id: uuid::Uuid, reason: String) -> Result<(), StoreError>;
+
+    /// Queues each event for every enabled webhook that wants it ([`Webhook::wants`]),
+    /// due at once. Idempotent: an event a webhook already has a delivery of is left as it
+    /// is. Returns how many deliveries were queued now.
+    async fn enqueue_deliveries(&self, events: Vec<NewDelivery>) -> Result<u64, StoreError>;
+
+    /// Claims up to `limit` pending deliveries due at `now` of enabled webhooks, for
+    /// `lease`: no other claim takes them until it ends (PostgreSQL: `SKIP LOCKED`, so
+    /// concurrent senders never take one delivery twice). Oldest due first.
+    async fn claim_deliveries(
+        &self,
+        now: Timestamp,
+        limit: u32,
+        lease: Duration,
+    ) -> Result<Vec<Delivery>, StoreError>;
+
+    /// Logs an attempt and moves its delivery on as `attempt.next` says (releasing the
+    /// lease); a failure marks the webhook failing since then, a success clears it.
+    async fn record_attempt(&self, attempt: AttemptRecord) -> Result<(), StoreError>;
+
+    /// A webhook's delivery log, newest first, at most `limit` lines: every attempt, and
+    /// each delivery not yet attempted.
+    async fn list_deliveries(
+        &self,
+        webhook: uuid::Uuid,
+        limit: u32,
+    ) -> Result<Vec<AttemptEntry>, StoreError>;
+
+    /// Makes a delivery of an enabled webhook due at `now` again, whatever its state
+    /// (a replay). NotFound for another webhook's; Conflict when the webhook is disabled.
+    async fn retry_delivery(
+        &self,
+        webhook: uuid::Uuid,
+        delivery: uuid::Uuid,
+        now: Timestamp,
+    ) -> Result<(), StoreError>;
 
     /// The store's own background loops (checkpoints, count folding, wake-ups), for the
     /// application's supervisor to run.

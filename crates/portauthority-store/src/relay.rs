@@ -35,6 +35,14 @@ impl Delivered {
             error: None,
         }
     }
+
+    /// The first `count` events, then `error`.
+    pub fn failed(count: usize, error: anyhow::Error) -> Delivered {
+        Delivered {
+            count,
+            error: Some(error),
+        }
+    }
 }
 
 /// Where a relay delivers events.

@@ -131,7 +131,7 @@ impl Server {
 
     /// Polls `/healthz`; false if the process exits or the time runs out.
     async fn wait_healthy(&mut self, within: Duration) -> bool {
-        let http = reqwest::Client::builder()
+        let http = portauthority_client::http_builder()
             .timeout(Duration::from_secs(1))
             .build()
             .expect("http client");
@@ -163,7 +163,7 @@ impl Server {
     /// An HTTP client for this server with a timeout: a hang becomes a transport error the
     /// test reports instead of a stuck test.
     pub fn http(&self) -> reqwest::Client {
-        reqwest::Client::builder()
+        portauthority_client::http_builder()
             .timeout(Duration::from_secs(15))
             .pool_max_idle_per_host(256)
             .build()

@@ -6,16 +6,21 @@
 //! - [`BusSink`]: the outbox relay's way to the bus (`portauthority.events.>`), exactly
 //!   once per event and in per-job order.
 //! - The timeout sweeper and retention (`portauthority_store::sweeper`, `::retention`).
+//! - [`webhooks::WebhookSink`] and [`webhooks::WebhookSender`]: the relay's fan-out of
+//!   events to webhooks, and the loop that delivers them, signed and retried.
 //!
 //! Every loop is a [`portauthority_store::Loop`], run by the application's supervisor.
 
 mod bus;
 mod consume;
+mod encode;
 mod publish;
+pub mod webhooks;
 
 pub use bus::{Bus, BusConfig};
 pub use consume::CommandConsumer;
 pub use publish::BusSink;
+pub use webhooks::WebhookConfig;
 
 use portauthority_core::{Env, Limits, RetentionPolicy};
 use portauthority_store::relay::{Relay, Sink};
@@ -35,6 +40,7 @@ pub struct WorkerConfig {
     pub relay_lease: Duration,
     /// How long terminal jobs are kept, by outcome; with any set, the retention loop runs.
     pub retention: RetentionPolicy,
+    pub webhooks: WebhookConfig,
 }
 
 impl Default for WorkerConfig {
@@ -43,6 +49,7 @@ impl Default for WorkerConfig {
             bus: None,
             relay_lease: Duration::from_secs(30),
             retention: RetentionPolicy::default(),
+            webhooks: WebhookConfig::default(),
         }
     }
 }
@@ -61,12 +68,27 @@ pub async fn loops(
         bus.ensure_streams().await?;
         let consumer = CommandConsumer::new(store.clone(), bus.clone(), env.clone(), limits);
         loops.push(Arc::new(consumer));
-        sinks.push(Arc::new(BusSink::new(store.clone(), bus, env).await?));
+        sinks.push(Arc::new(
+            BusSink::new(store.clone(), bus, env.clone()).await?,
+        ));
     }
     loops.push(Arc::new(Sweeper::new(store.clone())));
     if config.retention.is_set() {
         loops.push(Arc::new(Retention::new(store.clone(), config.retention)));
     }
+    // Always: with no webhook it costs nothing but a look at the list once per refresh.
+    let queued = Arc::new(tokio::sync::Notify::new());
+    sinks.push(Arc::new(webhooks::WebhookSink::new(
+        store.clone(),
+        &config.webhooks,
+        queued.clone(),
+    )));
+    loops.push(Arc::new(webhooks::WebhookSender::new(
+        store.clone(),
+        env,
+        &config.webhooks,
+        queued,
+    )?));
     let relay = Relay::new(store, sinks, relay_id()).with_lease(config.relay_lease);
     loops.push(Arc::new(relay));
     Ok(loops)

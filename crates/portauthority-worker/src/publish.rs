@@ -18,11 +18,11 @@ use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, PullConsumer, pu
 use async_nats::jetstream::message::PublishMessage;
 use async_trait::async_trait;
 use futures::StreamExt;
-use portauthority_contracts::{EVENT_SOURCE, encode_event, namespace_filter};
+use portauthority_contracts::namespace_filter;
 use portauthority_core::api::Job;
 use portauthority_core::{Env, Timestamp};
 use portauthority_store::relay::{Delivered, Sink};
-use portauthority_store::{OutboxItem, Store, StoreError};
+use portauthority_store::{OutboxItem, Store};
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
@@ -150,14 +150,10 @@ impl Sink for BusSink {
         let Some(first) = items.first() else {
             return Delivered::default();
         };
-        let failed = |count, e: anyhow::Error| Delivered {
-            count,
-            error: Some(e),
-        };
-        let job = match self.store.get_job(first.event.job_id).await {
-            Ok(job) => job,
-            // Deleted (by retention) since: its events went with it.
-            Err(StoreError::NotFound(_)) => return Delivered::all(items),
+        let failed = Delivered::failed;
+        let job = match crate::encode::job_of(self.store.as_ref(), first).await {
+            Ok(Some(job)) => job,
+            Ok(None) => return Delivered::all(items),
             Err(e) => return failed(0, e.into()),
         };
         let already = match first.held_since {
@@ -169,16 +165,10 @@ impl Sink for BusSink {
             _ => HashSet::new(),
         };
         for (i, item) in items.iter().enumerate() {
-            let task = match item.event.task_id {
-                Some(task_id) => match self.store.get_task(job.id, task_id).await {
-                    Ok(task) => Some(task),
-                    Err(StoreError::NotFound(_)) => None,
-                    Err(e) => return failed(i, e.into()),
-                },
-                None => None,
-            };
-            let Some(out) = encode_event(&item.event, &job, task.as_ref(), EVENT_SOURCE) else {
-                continue;
+            let out = match crate::encode::encode(self.store.as_ref(), &job, item).await {
+                Ok(Some(out)) => out,
+                Ok(None) => continue,
+                Err(e) => return failed(i, e.into()),
             };
             if already.contains(&out.id) {
                 continue;

@@ -184,6 +184,25 @@ struct WorkerArgs {
     relay_lease: Duration,
     #[command(flatten)]
     retention: RetentionArgs,
+    /// Let webhooks target loopback, private (RFC 1918, fc00::/7), link-local and other
+    /// non-public addresses, refused by default when a webhook is created and again on
+    /// every connection.
+    #[arg(long, env = "PORTAUTHORITY_WEBHOOKS_ALLOW_PRIVATE")]
+    webhooks_allow_private: bool,
+    /// How long after an event was queued for a webhook its delivery is retried; then it
+    /// fails.
+    #[arg(long, env = "PORTAUTHORITY_WEBHOOKS_RETRY_FOR", default_value = "24h", value_parser = duration)]
+    webhooks_retry_for: Duration,
+    /// How long a webhook may fail without one success before it is disabled (its reason
+    /// shows in the API).
+    #[arg(long, env = "PORTAUTHORITY_WEBHOOKS_DISABLE_AFTER", default_value = "24h", value_parser = duration)]
+    webhooks_disable_after: Duration,
+    /// How long one delivery attempt may take, connecting included.
+    #[arg(long, env = "PORTAUTHORITY_WEBHOOKS_TIMEOUT", default_value = "10s", value_parser = duration)]
+    webhooks_timeout: Duration,
+    /// Webhook deliveries in flight at once in this process.
+    #[arg(long, env = "PORTAUTHORITY_WEBHOOKS_CONCURRENCY", default_value_t = 16)]
+    webhooks_concurrency: usize,
 }
 
 impl WorkerArgs {
@@ -200,6 +219,22 @@ impl WorkerArgs {
                 }),
             relay_lease: self.relay_lease,
             retention: self.retention.policy(),
+            webhooks: self.webhooks(),
+        }
+    }
+
+    fn webhooks(&self) -> portauthority_worker::WebhookConfig {
+        let defaults = portauthority_worker::WebhookConfig::default();
+        portauthority_worker::WebhookConfig {
+            allow_private: self.webhooks_allow_private,
+            schedule: portauthority_worker::webhooks::Schedule {
+                retry_for: self.webhooks_retry_for,
+                disable_after: self.webhooks_disable_after,
+                ..defaults.schedule.clone()
+            },
+            timeout: self.webhooks_timeout,
+            concurrency: self.webhooks_concurrency.max(1),
+            ..defaults
         }
     }
 }
@@ -292,6 +327,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         idle_timeout: args.idle_timeout,
         shutdown_drain: args.shutdown_drain,
         worker: (!args.no_worker).then(|| args.worker.config()),
+        webhooks_allow_private: args.worker.webhooks_allow_private,
         ..Config::default()
     };
     config.limits.batch_max = args.batch_max;
@@ -543,6 +579,16 @@ mod tests {
         assert_eq!(
             args.meta_filter_values_max,
             config.limits.meta_filter_values_max
+        );
+        let webhooks = portauthority_worker::WebhookConfig::default();
+        let from_flags = args.worker.webhooks();
+        assert_eq!(from_flags.schedule, webhooks.schedule);
+        assert_eq!(from_flags.timeout, webhooks.timeout);
+        assert_eq!(from_flags.concurrency, webhooks.concurrency);
+        assert_eq!(from_flags.allow_private, webhooks.allow_private);
+        assert_eq!(
+            args.worker.webhooks_allow_private,
+            config.webhooks_allow_private
         );
     }
 

@@ -16,12 +16,14 @@ mod feed;
 mod lists;
 mod rows;
 pub(crate) mod seed;
+mod webhooks;
 mod write;
 
 use crate::background::Loop;
 use crate::feed::{FeedEvent, OutboxItem, Position};
 use crate::once::{Once, Ran};
 use crate::query::{HistoryScope, JobFilter, Page, Paging, TaskFilter};
+use crate::webhooks::{AttemptEntry, AttemptRecord, Delivery, NewDelivery, NewWebhook, Webhook};
 use crate::{Created, NewNote, Store, StoreError, TaskUpdate};
 use async_trait::async_trait;
 use portauthority_core::api::{HistoryEvent, Job, NewJob, Task};
@@ -660,6 +662,84 @@ impl Store for PgStore {
             Box::pin(async move { Ok(write::delete_expired_jobs(c, &cutoffs, limit).await?) })
         })
         .await
+    }
+
+    async fn create_webhook(&self, new: NewWebhook) -> Result<Webhook, StoreError> {
+        self.tx(|c| Box::pin(webhooks::create(c, new.clone())))
+            .await
+    }
+
+    async fn list_webhooks(&self) -> Result<Vec<Webhook>, StoreError> {
+        let mut c = self.conn().await?;
+        let list = webhooks::list(&mut c).await;
+        c.finish(list).map_err(db_error)
+    }
+
+    async fn get_webhook(&self, id: uuid::Uuid) -> Result<Webhook, StoreError> {
+        let mut c = self.conn().await?;
+        let found = webhooks::find(&mut c, id).await;
+        c.finish(found)
+            .map_err(db_error)?
+            .ok_or_else(|| crate::webhooks::webhook_not_found(id))
+    }
+
+    async fn delete_webhook(&self, id: uuid::Uuid) -> Result<(), StoreError> {
+        self.tx(|c| Box::pin(webhooks::delete(c, id))).await
+    }
+
+    async fn disable_webhook(&self, id: uuid::Uuid, reason: String) -> Result<(), StoreError> {
+        self.tx(|c| {
+            let reason = reason.clone();
+            Box::pin(async move { webhooks::disable(c, id, &reason).await })
+        })
+        .await
+    }
+
+    async fn enqueue_deliveries(&self, events: Vec<NewDelivery>) -> Result<u64, StoreError> {
+        let now = self.env.now();
+        let ids = self.env.ids.clone();
+        self.tx(|c| {
+            let (events, ids) = (events.clone(), ids.clone());
+            Box::pin(async move { webhooks::enqueue(c, &events, ids.as_ref(), now).await })
+        })
+        .await
+    }
+
+    async fn claim_deliveries(
+        &self,
+        now: Timestamp,
+        limit: u32,
+        lease: Duration,
+    ) -> Result<Vec<Delivery>, StoreError> {
+        self.tx(|c| Box::pin(webhooks::claim(c, now, limit, lease)))
+            .await
+    }
+
+    async fn record_attempt(&self, attempt: AttemptRecord) -> Result<(), StoreError> {
+        self.tx(|c| {
+            let attempt = attempt.clone();
+            Box::pin(async move { webhooks::record(c, &attempt).await })
+        })
+        .await
+    }
+
+    async fn list_deliveries(
+        &self,
+        webhook: uuid::Uuid,
+        limit: u32,
+    ) -> Result<Vec<AttemptEntry>, StoreError> {
+        self.tx(|c| Box::pin(webhooks::deliveries(c, webhook, limit)))
+            .await
+    }
+
+    async fn retry_delivery(
+        &self,
+        webhook: uuid::Uuid,
+        delivery: uuid::Uuid,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        self.tx(|c| Box::pin(webhooks::retry(c, webhook, delivery, now)))
+            .await
     }
 
     fn background(&self) -> Vec<Arc<dyn Loop>> {

@@ -13,6 +13,7 @@ mod migrate;
 mod pool;
 mod rows;
 pub(crate) mod seed;
+mod webhooks;
 mod write;
 mod writer;
 
@@ -20,6 +21,7 @@ use crate::background::Loop;
 use crate::feed::{FeedEvent, OutboxItem, Position};
 use crate::once::{Once, Ran};
 use crate::query::{HistoryScope, JobFilter, Page, Paging, TaskFilter};
+use crate::webhooks::{AttemptEntry, AttemptRecord, Delivery, NewDelivery, NewWebhook, Webhook};
 use crate::{Created, NewNote, Store, StoreError, TaskUpdate};
 use async_trait::async_trait;
 use portauthority_core::api::{HistoryEvent, Job, NewJob, Task};
@@ -358,6 +360,73 @@ impl Store for SqliteStore {
         let cutoffs = cutoffs.to_vec();
         self.writer
             .run(move |tx| write::delete_expired_jobs(tx, &cutoffs, limit))
+            .await
+    }
+
+    async fn create_webhook(&self, new: NewWebhook) -> Result<Webhook, StoreError> {
+        self.writer.run(move |tx| webhooks::create(tx, new)).await
+    }
+
+    async fn list_webhooks(&self) -> Result<Vec<Webhook>, StoreError> {
+        self.readers.run(webhooks::list).await
+    }
+
+    async fn get_webhook(&self, id: uuid::Uuid) -> Result<Webhook, StoreError> {
+        self.readers.run(move |c| webhooks::get(c, id)).await
+    }
+
+    async fn delete_webhook(&self, id: uuid::Uuid) -> Result<(), StoreError> {
+        self.writer.run(move |tx| webhooks::delete(tx, id)).await
+    }
+
+    async fn disable_webhook(&self, id: uuid::Uuid, reason: String) -> Result<(), StoreError> {
+        self.writer
+            .run(move |tx| webhooks::disable(tx, id, &reason))
+            .await
+    }
+
+    async fn enqueue_deliveries(&self, events: Vec<NewDelivery>) -> Result<u64, StoreError> {
+        let env = self.env.clone();
+        self.writer
+            .run(move |tx| webhooks::enqueue(tx, &events, env.ids.as_ref(), env.now()))
+            .await
+    }
+
+    async fn claim_deliveries(
+        &self,
+        now: Timestamp,
+        limit: u32,
+        lease: Duration,
+    ) -> Result<Vec<Delivery>, StoreError> {
+        self.writer
+            .run(move |tx| webhooks::claim(tx, now, limit, lease))
+            .await
+    }
+
+    async fn record_attempt(&self, attempt: AttemptRecord) -> Result<(), StoreError> {
+        self.writer
+            .run(move |tx| webhooks::record(tx, &attempt))
+            .await
+    }
+
+    async fn list_deliveries(
+        &self,
+        webhook: uuid::Uuid,
+        limit: u32,
+    ) -> Result<Vec<AttemptEntry>, StoreError> {
+        self.readers
+            .run(move |c| webhooks::deliveries(c, webhook, limit))
+            .await
+    }
+
+    async fn retry_delivery(
+        &self,
+        webhook: uuid::Uuid,
+        delivery: uuid::Uuid,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        self.writer
+            .run(move |tx| webhooks::retry(tx, webhook, delivery, now))
             .await
     }
 

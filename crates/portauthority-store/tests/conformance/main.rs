@@ -67,3 +67,4 @@ mod tasks;
 mod text;
 mod timeouts;
 mod updates;
+mod webhooks;

@@ -47,7 +47,9 @@ impl TestApp {
         TestApp {
             addr,
             client: Client::new(base),
-            http: reqwest::Client::new(),
+            http: portauthority_client::http_builder()
+                .build()
+                .expect("an HTTP client"),
             database_url,
             _dir: dir,
             shutdown: Some(tx),

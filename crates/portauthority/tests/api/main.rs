@@ -16,6 +16,7 @@ mod seed;
 mod shutdown;
 mod timed_out;
 mod timeouts;
+mod webhooks;
 
 /// The binary under test, for the tests that run it as a child process.
 fn portauthority() -> &'static std::path::Path {

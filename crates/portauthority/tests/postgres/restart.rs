@@ -454,7 +454,7 @@ struct Probe {
 }
 
 async fn poll_readyz(base: String, stop: Arc<AtomicBool>) -> Vec<Probe> {
-    let http = reqwest::Client::builder()
+    let http = portauthority_client::http_builder()
         .timeout(Duration::from_secs(10))
         .build()
         .expect("http client");

@@ -1,0 +1,285 @@
+//! Webhooks: subscribe a URL to job and task events, see every delivery attempt, replay
+//! one. Deliveries are made by the worker (`portauthority_worker::webhooks`).
+
+use super::{ApiResult, Problems};
+use crate::AppState;
+use crate::error::ApiError;
+use crate::extract::{ApiJson, Query};
+use axum::Json;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::StatusCode;
+use portauthority_contracts::EventType;
+use portauthority_core::validate::bounded_text;
+use portauthority_core::{Name, Timestamp, ValidationErrors};
+use portauthority_store::{AttemptEntry, NewWebhook, Webhook};
+use portauthority_worker::webhooks::{guard, sign};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// Longest accepted URL and description, in characters.
+const URL_MAX: usize = 2048;
+const DESCRIPTION_MAX: usize = 1024;
+
+/// Body of `POST /v1/webhooks`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub struct CreateWebhookRequest {
+    /// Where events are posted: an `http` or `https` URL whose host is not a loopback,
+    /// private or link-local address (unless the server allows private targets).
+    pub url: String,
+    /// Only events of jobs in this namespace or under it (`com.a` takes `com.a` and
+    /// `com.a.b`, not `com.ab`). Default: every namespace.
+    #[serde(default)]
+    pub namespace: Option<String>,
+    /// Only these CloudEvent types (e.g. `portauthority.task.status_changed.v1`). Default:
+    /// every type.
+    #[serde(default)]
+    pub events: Option<Vec<String>>,
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+/// A webhook, without its secret.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct WebhookResource {
+    #[schema(value_type = String, format = Uuid)]
+    pub id: Uuid,
+    pub url: String,
+    pub namespace: Option<String>,
+    pub events: Option<Vec<String>>,
+    pub description: Option<String>,
+    /// False once the endpoint answered `410 Gone` or failed for too long.
+    pub enabled: bool,
+    /// Why it is disabled; null while enabled.
+    pub disabled_reason: Option<String>,
+    pub created_at: Timestamp,
+    /// Since when every attempt has failed; null while it delivers.
+    pub failing_since: Option<Timestamp>,
+    /// `whsec_` and the base64 of the signing key: in the response to its creation only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+}
+
+impl From<Webhook> for WebhookResource {
+    fn from(w: Webhook) -> Self {
+        WebhookResource {
+            id: w.id,
+            url: w.url,
+            namespace: w.namespace,
+            events: w.events,
+            description: w.description,
+            enabled: w.enabled,
+            disabled_reason: w.disabled_reason,
+            created_at: w.created_at,
+            failing_since: w.failing_since,
+            secret: None,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct WebhookEnvelope {
+    pub webhook: WebhookResource,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct WebhookList {
+    pub webhooks: Vec<WebhookResource>,
+}
+
+/// One attempt at a delivery, or a delivery not attempted yet (`attempt` 0, `time` when
+/// it was queued).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct DeliveryAttempt {
+    /// The delivery (the same for every attempt at one event): what `.../retry` takes.
+    #[schema(value_type = String, format = Uuid)]
+    pub id: Uuid,
+    /// The CloudEvent id, sent as `webhook-id`.
+    pub event_id: String,
+    pub attempt: u32,
+    pub time: Timestamp,
+    /// The delivery's state after this attempt (now, for its latest attempt).
+    #[schema(value_type = String, example = "pending")]
+    pub state: &'static str,
+    pub status_code: Option<u16>,
+    pub latency_ms: Option<u64>,
+    pub error: Option<String>,
+    /// When the next attempt is due, while pending.
+    pub next_attempt_at: Option<Timestamp>,
+}
+
+impl From<AttemptEntry> for DeliveryAttempt {
+    fn from(e: AttemptEntry) -> Self {
+        DeliveryAttempt {
+            id: e.delivery_id,
+            event_id: e.event_id,
+            attempt: e.attempt,
+            time: e.time,
+            state: e.state.as_str(),
+            status_code: e.status_code,
+            latency_ms: e.latency_ms,
+            error: e.error,
+            next_attempt_at: e.next_attempt_at,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct DeliveryList {
+    pub deliveries: Vec<DeliveryAttempt>,
+}
+
+/// A webhook id in a path: malformed names no webhook (404).
+fn webhook_id(raw: &str) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(raw).map_err(|_| ApiError::NotFound(format!("webhook {raw} not found")))
+}
+
+/// Validates a request into a webhook with a new id and secret.
+async fn validate(state: &AppState, body: CreateWebhookRequest) -> Result<NewWebhook, ApiError> {
+    let mut errs = ValidationErrors::default();
+    let url = if body.url.chars().count() > URL_MAX {
+        errs.push("url", format!("must be at most {URL_MAX} characters"));
+        None
+    } else {
+        errs.check(
+            "url",
+            guard::check_target(&body.url, state.webhooks_allow_private).await,
+        )
+    };
+    let namespace = match body.namespace {
+        None => None,
+        some => errs
+            .check("namespace", Name::parse(some, &state.limits))
+            .map(Name::into_string),
+    };
+    if let Some(events) = &body.events {
+        if events.is_empty() {
+            errs.push(
+                "events",
+                "must name at least one event type, or be left out for all",
+            );
+        }
+        for (i, ty) in events.iter().enumerate() {
+            if EventType::parse(ty).is_none() {
+                let known: Vec<&str> = EventType::ALL.iter().map(|t| t.type_name()).collect();
+                errs.push(
+                    format!("events[{i}]"),
+                    format!("unknown event type {ty:?}; known: {}", known.join(", ")),
+                );
+            }
+        }
+    }
+    let description = errs
+        .check(
+            "description",
+            bounded_text(body.description, DESCRIPTION_MAX),
+        )
+        .flatten();
+    let mut events = body.events;
+    if let Some(e) = events.as_mut() {
+        let mut seen = std::collections::HashSet::new();
+        e.retain(|t| seen.insert(t.clone()));
+    }
+    errs.into_result(|| NewWebhook {
+        id: state.env.ids.uuid(),
+        url: url.map(String::from).unwrap_or_default(),
+        namespace,
+        events,
+        description,
+        secret: sign::new_secret(),
+        created_at: state.env.now(),
+    })
+    .map_err(ApiError::from)
+}
+
+/// Subscribe a URL to job and task events. The response holds the signing secret; no
+/// other response does.
+#[utoipa::path(post, path = "/v1/webhooks", tag = "webhooks", request_body = CreateWebhookRequest,
+    responses((status = 200, body = WebhookEnvelope), Problems))]
+pub async fn create(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<CreateWebhookRequest>,
+) -> ApiResult<WebhookEnvelope> {
+    let new = validate(&state, body).await?;
+    let secret = new.secret.clone();
+    let mut webhook = WebhookResource::from(state.store.create_webhook(new).await?);
+    webhook.secret = Some(secret);
+    Ok(Json(WebhookEnvelope { webhook }))
+}
+
+/// List every webhook, oldest first.
+#[utoipa::path(get, path = "/v1/webhooks", tag = "webhooks",
+    responses((status = 200, body = WebhookList), Problems))]
+pub async fn list(State(state): State<AppState>) -> ApiResult<WebhookList> {
+    let webhooks = state.store.list_webhooks().await?;
+    Ok(Json(WebhookList {
+        webhooks: webhooks.into_iter().map(WebhookResource::from).collect(),
+    }))
+}
+
+/// Get a webhook.
+#[utoipa::path(get, path = "/v1/webhooks/{id}", tag = "webhooks",
+    params(("id" = String, Path, description = "webhook id (UUID)")),
+    responses((status = 200, body = WebhookEnvelope), Problems))]
+pub async fn get(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<WebhookEnvelope> {
+    let webhook = state.store.get_webhook(webhook_id(&id)?).await?;
+    Ok(Json(WebhookEnvelope {
+        webhook: webhook.into(),
+    }))
+}
+
+/// Delete a webhook with its deliveries and their log.
+#[utoipa::path(delete, path = "/v1/webhooks/{id}", tag = "webhooks",
+    params(("id" = String, Path, description = "webhook id (UUID)")),
+    responses((status = 204, description = "deleted"), Problems))]
+pub async fn delete(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    state.store.delete_webhook(webhook_id(&id)?).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// A webhook's delivery log, newest first: every attempt, and each delivery not attempted
+/// yet.
+#[utoipa::path(get, path = "/v1/webhooks/{id}/deliveries", tag = "webhooks",
+    params(("id" = String, Path, description = "webhook id (UUID)"),
+        ("size" = Option<u32>, Query, description = "1 to 1000, default 100")),
+    responses((status = 200, body = DeliveryList), Problems))]
+pub async fn deliveries(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> ApiResult<DeliveryList> {
+    let id = webhook_id(&id)?;
+    let mut q = Query::parse(raw.as_deref())?;
+    let size = q.number(&["size"], 1, 1000)?.unwrap_or(100) as u32;
+    q.finish("size")?;
+    let log = state.store.list_deliveries(id, size).await?;
+    Ok(Json(DeliveryList {
+        deliveries: log.into_iter().map(DeliveryAttempt::from).collect(),
+    }))
+}
+
+/// Replay a delivery: a new attempt now, with the same body and `webhook-id`, whatever
+/// its state. 409 when the webhook is disabled.
+#[utoipa::path(post, path = "/v1/webhooks/{id}/deliveries/{delivery_id}/retry", tag = "webhooks",
+    params(("id" = String, Path, description = "webhook id (UUID)"),
+        ("delivery_id" = String, Path, description = "delivery id (UUID)")),
+    responses((status = 202, description = "the delivery is due now"), Problems))]
+pub async fn retry(
+    State(state): State<AppState>,
+    Path((id, delivery)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let id = webhook_id(&id)?;
+    let delivery = Uuid::parse_str(&delivery).map_err(|_| {
+        ApiError::NotFound(format!("delivery {delivery} not found for webhook {id}"))
+    })?;
+    state
+        .store
+        .retry_delivery(id, delivery, state.env.now())
+        .await?;
+    Ok(StatusCode::ACCEPTED)
+}
