@@ -51,6 +51,22 @@ pub async fn drop_scratch_database(admin_url: &str, url: &str) -> Result<(), sql
     dropped.map(drop)
 }
 
+/// Runs one statement on the server `admin_url` points at, as its administrator (tests that
+/// change a database's settings or end its connections).
+pub async fn execute(admin_url: &str, sql: &str) -> Result<(), sqlx::Error> {
+    let mut conn = connect(admin_url).await?;
+    let done = sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
+        .execute(&mut conn)
+        .await;
+    let _ = conn.close().await;
+    done.map(drop)
+}
+
+/// The name of the database a URL points at.
+pub fn database_of(url: &str) -> String {
+    database_name(url).to_owned()
+}
+
 async fn connect(admin_url: &str) -> Result<PgConnection, sqlx::Error> {
     PgConnection::connect_with(&PgConnectOptions::from_str(admin_url)?).await
 }

@@ -2,7 +2,7 @@
 //!
 //! Feed order is (horizon, seq), read only below the xmin of the reader's own snapshot; why
 //! that never skips an event that commits late, and keeps each job's order, is written down
-//! in migrations/postgres/0003_change_feed.sql. Every transaction that writes history takes
+//! in migrations/postgres/0003_change_feed.sql and 0008_feed_horizon.sql. Every transaction that writes history takes
 //! its job's lock and has its transaction id before the statement that stamps the rows
 //! (`write.rs`); that is what the argument needs.
 //!

@@ -115,8 +115,13 @@ pub(crate) fn db_error(e: sqlx::Error) -> StoreError {
             })
         }
         // Class 08: connection exceptions; 57P0x: the server is shutting down or restarting;
-        // 53300: too many connections.
-        (_, Some(c)) if c.starts_with("08") || c.starts_with("57P") || c == "53300" => {
+        // 53300: too many connections; 53100: disk full; 25006: a read-only transaction (a
+        // standby, or the database set read-only).
+        (_, Some(c))
+            if c.starts_with("08")
+                || c.starts_with("57P")
+                || matches!(c, "53300" | "53100" | "25006") =>
+        {
             StoreError::Unavailable(e.to_string())
         }
         _ => StoreError::Internal(e.to_string()),
@@ -760,11 +765,16 @@ impl Store for PgStore {
         ]
     }
 
+    /// A real write: a read-only server (a standby, `default_transaction_read_only`) is
+    /// not ready.
     async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1")
-            .execute(&self.pool)
-            .await
-            .map_err(db_error)?;
+        sqlx::query(
+            "INSERT INTO readiness (id, at) VALUES (1, now())
+             ON CONFLICT (id) DO UPDATE SET at = excluded.at",
+        )
+        .execute(&self.pool)
+        .await
+        .map_err(db_error)?;
         Ok(())
     }
 

@@ -39,6 +39,16 @@ const MIGRATIONS: &[Migration] = &[
         "webhooks",
         include_str!("../../migrations/sqlite/0006_webhooks.sql"),
     ),
+    (
+        7,
+        "readiness",
+        include_str!("../../migrations/sqlite/0007_readiness.sql"),
+    ),
+    (
+        8,
+        "feed_horizon",
+        include_str!("../../migrations/sqlite/0008_feed_horizon.sql"),
+    ),
 ];
 
 /// Applies what is pending and returns the schema version. Runs in one immediate
@@ -125,23 +135,23 @@ mod tests {
     /// it was migrated) still gets it.
     #[test]
     fn pending_migrations_are_those_not_yet_recorded_whatever_the_newest() {
-        assert_eq!(versions(pending(&[]).unwrap()), [1, 2, 3, 4, 5, 6]);
-        assert_eq!(versions(pending(&[1, 2, 3]).unwrap()), [4, 5, 6]);
-        assert_eq!(versions(pending(&[1, 2, 3, 5, 6]).unwrap()), [4]);
-        assert!(pending(&[1, 2, 3, 4, 5, 6]).unwrap().is_empty());
+        assert_eq!(versions(pending(&[]).unwrap()), [1, 2, 3, 4, 5, 6, 7, 8]);
+        assert_eq!(versions(pending(&[1, 2, 3]).unwrap()), [4, 5, 6, 7, 8]);
+        assert_eq!(versions(pending(&[1, 2, 3, 5, 6, 7, 8]).unwrap()), [4]);
+        assert!(pending(&[1, 2, 3, 4, 5, 6, 7, 8]).unwrap().is_empty());
     }
 
     #[test]
     fn a_database_with_a_migration_this_binary_does_not_know_is_refused() {
-        let err = pending(&[1, 2, 3, 4, 5, 6, 7]).unwrap_err();
-        assert!(err.to_string().contains("migration 7"), "{err}");
+        let err = pending(&[1, 2, 3, 4, 5, 6, 7, 8, 9]).unwrap_err();
+        assert!(err.to_string().contains("migration 9"), "{err}");
     }
 
     #[test]
     fn migrating_twice_applies_each_migration_once() {
         let mut conn = Connection::open_in_memory().unwrap();
-        assert_eq!(apply(&mut conn).unwrap(), 6);
-        assert_eq!(apply(&mut conn).unwrap(), 6);
+        assert_eq!(apply(&mut conn).unwrap(), 8);
+        assert_eq!(apply(&mut conn).unwrap(), 8);
         let n: i64 = conn
             .query_row("SELECT count(*) FROM schema_migrations", [], |r| r.get(0))
             .unwrap();

@@ -118,6 +118,7 @@ pub(crate) fn internal(e: rusqlite::Error) -> StoreError {
                 rusqlite::ErrorCode::DatabaseBusy
                     | rusqlite::ErrorCode::DatabaseLocked
                     | rusqlite::ErrorCode::DiskFull
+                    | rusqlite::ErrorCode::ReadOnly
                     | rusqlite::ErrorCode::CannotOpen
                     | rusqlite::ErrorCode::SystemIoFailure
             ) =>
@@ -169,9 +170,18 @@ impl SqliteStore {
         .await
         .map_err(|e| StoreError::Internal(e.to_string()))??;
         let readers = pool::ReadPool::new(opts.clone(), reader_count())?;
+        let writer = writer::Writer::start(conn)?;
+        // A database that opens but cannot be written (a read-only file or mount) fails
+        // here, at start, rather than answering every write with an error.
+        writer.ping().await.map_err(|e| {
+            StoreError::Config(format!(
+                "cannot write to the database at {}: {e}",
+                opts.path.display()
+            ))
+        })?;
         let checkpointer = Arc::new(checkpoint::Checkpointer::new(&opts)?);
         Ok(SqliteStore {
-            writer: writer::Writer::start(conn)?,
+            writer,
             checkpointer,
             readers,
             path: opts.path,

@@ -69,9 +69,19 @@ impl Writer {
             .map_err(|_| StoreError::Internal("the write was abandoned".into()))?
     }
 
+    /// A real write, committed like any other: proves that the database takes writes now
+    /// (not read-only, not out of space for its WAL), for readiness.
     pub(crate) async fn ping(&self) -> Result<(), StoreError> {
-        self.run(|c| c.execute_batch("SELECT 1").map_err(internal))
-            .await
+        self.run(|c| {
+            c.prepare_cached(
+                "INSERT INTO readiness (id, at) VALUES (1, unixepoch('subsec') * 1000) \
+                 ON CONFLICT (id) DO UPDATE SET at = excluded.at",
+            )
+            .and_then(|mut s| s.execute([]))
+            .map(drop)
+            .map_err(internal)
+        })
+        .await
     }
 
     /// Commits what is queued and stops the writer. Later writes fail as unavailable.
@@ -141,6 +151,10 @@ fn run(conn: Connection, mut rx: mpsc::Receiver<Message>, signal: watch::Sender<
     }
 }
 
+/// The writer's failures, logged at most once per second however many groups fail (a full
+/// disk fails every group), with how many were not logged since.
+static WARNINGS: crate::ratelimit::Every = crate::ratelimit::Every::new(1000);
+
 /// Runs and commits a group; true when it committed.
 fn commit_group(conn: &Connection, group: &mut Vec<WriteFn>) -> bool {
     if group.is_empty() {
@@ -148,7 +162,9 @@ fn commit_group(conn: &Connection, group: &mut Vec<WriteFn>) -> bool {
     }
     if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
         let err = internal(e);
-        tracing::error!(error = %err, "cannot begin a write transaction");
+        if let Some(suppressed) = WARNINGS.allow() {
+            tracing::error!(error = %err, suppressed, "cannot begin a write transaction");
+        }
         for w in group.drain(..) {
             w(Err(err.clone()))(Err(err.clone()));
         }
@@ -157,7 +173,9 @@ fn commit_group(conn: &Connection, group: &mut Vec<WriteFn>) -> bool {
     let replies: Vec<Reply> = group.drain(..).map(|w| w(Ok(conn))).collect();
     let outcome = conn.execute_batch("COMMIT").map_err(|e| {
         let err = internal(e);
-        tracing::error!(error = %err, "group commit failed");
+        if let Some(suppressed) = WARNINGS.allow() {
+            tracing::error!(error = %err, suppressed, "group commit failed");
+        }
         let _ = conn.execute_batch("ROLLBACK");
         err
     });

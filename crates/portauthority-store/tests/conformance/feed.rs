@@ -438,6 +438,19 @@ async fn a_feed_reader_never_passes_an_uncommitted_event_postgres() {
         let before = read_feed(&store, Position::START, 1 + 1 + 1 + 3).await;
         let start = before.last().expect("events").position;
 
+        // An older transaction with an id, open while the held one starts and the later
+        // events are stamped, finished before the feed is read: a snapshot's xmax is the
+        // latest *finished* id + 1, so without care the later events would be stamped below
+        // the held transaction's id (see migrations/postgres/0008_feed_horizon.sql).
+        let mut older_conn = sqlx::PgConnection::connect(&ctx.url)
+            .await
+            .expect("connect");
+        let mut older = older_conn.begin().await.expect("begin");
+        sqlx::query("SELECT pg_current_xact_id()")
+            .execute(&mut *older)
+            .await
+            .expect("an id for the older transaction");
+
         // A write in flight: lock the job (the transaction gets its id), append an event.
         let mut conn = sqlx::PgConnection::connect(&ctx.url)
             .await
@@ -474,6 +487,7 @@ async fn a_feed_reader_never_passes_an_uncommitted_event_postgres() {
         }
         let committed_later = job_history(&store, other.id).await.len() - (1 + 3);
         assert!(committed_later >= 3);
+        older.commit().await.expect("commit the older transaction");
         for _ in 0..5 {
             let page = store.feed(start, 100).await.expect("feed");
             assert!(
@@ -496,6 +510,7 @@ async fn a_feed_reader_never_passes_an_uncommitted_event_postgres() {
         );
         assert!(after[1..].iter().all(|f| f.event.job_id == other.id));
         let _ = conn.close().await;
+        let _ = older_conn.close().await;
     })
     .await;
 }

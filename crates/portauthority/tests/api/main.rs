@@ -11,6 +11,7 @@ mod idempotency;
 mod idempotency_key;
 mod limits;
 mod lists;
+mod readiness;
 mod rollup;
 mod seed;
 mod shutdown;
