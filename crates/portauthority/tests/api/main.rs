@@ -7,6 +7,7 @@ mod crash;
 mod errors;
 mod helpers;
 mod history;
+mod hostile;
 mod idempotency;
 mod idempotency_key;
 mod limits;
