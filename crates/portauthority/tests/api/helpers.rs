@@ -22,9 +22,12 @@ pub struct TestApp {
 }
 
 impl TestApp {
-    /// A server on a fresh SQLite file.
+    /// A server on a fresh database, without the worker loops (the relay, the sweeper,
+    /// webhooks): most tests are about requests, and on PostgreSQL each app's loops would
+    /// add transactions of their own to every write. Tests of the loops use `spawn_with`,
+    /// which keeps them.
     pub async fn spawn() -> TestApp {
-        TestApp::spawn_with(|_| {}).await
+        TestApp::spawn_with(|c| c.worker = None).await
     }
 
     /// A server on a fresh database, with the config adjusted by `tweak`.
