@@ -158,7 +158,8 @@ pub trait Store: Send + Sync + 'static {
 
     /// Bumped after every commit that may have added feed events (in this process, and on
     /// PostgreSQL in every process sharing the database, while the store's background
-    /// loops run), so that feed readers need not poll.
+    /// loops run), so that feed readers need not poll. Outbox claims and acks add none and
+    /// never bump it: a relay that waits for it is not woken by its own claims.
     fn feed_signal(&self) -> tokio::sync::watch::Receiver<u64>;
 
     /// Claims the outbox rows of up to `max_jobs` jobs for relay `relay`, for `lease`: whole

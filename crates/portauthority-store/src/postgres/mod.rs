@@ -354,8 +354,28 @@ impl PgStore {
         })
     }
 
-    /// Runs `f` in a transaction, retrying it on retryable errors.
-    async fn tx<T, F>(&self, mut f: F) -> Result<T, StoreError>
+    /// Runs `f` in a transaction, retrying it on retryable errors, and after its commit
+    /// wakes the feed's readers (here, and through the notifier in other processes).
+    async fn tx<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send,
+        F: for<'c> FnMut(&'c mut PgConnection) -> BoxFut<'c, T> + Send,
+    {
+        self.run_tx(f, true).await
+    }
+
+    /// [`PgStore::tx`] for a transaction that adds no feed events (outbox claims and
+    /// acks): it wakes nobody. A relay waits for the feed signal between claims, so a claim
+    /// that bumped it would wake its own relay at once, for ever.
+    async fn tx_without_events<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send,
+        F: for<'c> FnMut(&'c mut PgConnection) -> BoxFut<'c, T> + Send,
+    {
+        self.run_tx(f, false).await
+    }
+
+    async fn run_tx<T, F>(&self, mut f: F, events: bool) -> Result<T, StoreError>
     where
         T: Send,
         F: for<'c> FnMut(&'c mut PgConnection) -> BoxFut<'c, T> + Send,
@@ -367,8 +387,10 @@ impl PgStore {
             let outcome = Self::attempt(&mut conn, &mut f).await;
             let err = match conn.finish(outcome) {
                 Attempt::Committed(v) => {
-                    self.local.send_modify(|n| *n += 1);
-                    self.signal.send_modify(|n| *n += 1);
+                    if events {
+                        self.local.send_modify(|n| *n += 1);
+                        self.signal.send_modify(|n| *n += 1);
+                    }
                     return Ok(v);
                 }
                 Attempt::Refused(e) => return Err(e),
@@ -622,7 +644,7 @@ impl Store for PgStore {
         lease: Duration,
     ) -> Result<Vec<OutboxItem>, StoreError> {
         let now = self.env.now();
-        self.tx(|c| {
+        self.tx_without_events(|c| {
             let relay = relay.to_owned();
             Box::pin(async move { Ok(feed::claim(c, &relay, max_jobs, lease, now).await?) })
         })
@@ -630,7 +652,7 @@ impl Store for PgStore {
     }
 
     async fn ack_outbox(&self, relay: &str, seqs: &[i64]) -> Result<(), StoreError> {
-        self.tx(|c| {
+        self.tx_without_events(|c| {
             let (relay, seqs) = (relay.to_owned(), seqs.to_vec());
             Box::pin(async move { Ok(feed::ack(c, &relay, &seqs).await?) })
         })

@@ -331,14 +331,14 @@ impl Store for SqliteStore {
         let relay = relay.to_owned();
         let now = self.env.now();
         self.writer
-            .run(move |tx| write::claim_outbox(tx, &relay, max_jobs, lease, now))
+            .run_without_events(move |tx| write::claim_outbox(tx, &relay, max_jobs, lease, now))
             .await
     }
 
     async fn ack_outbox(&self, relay: &str, seqs: &[i64]) -> Result<(), StoreError> {
         let (relay, seqs) = (relay.to_owned(), seqs.to_vec());
         self.writer
-            .run(move |tx| write::ack_outbox(tx, &relay, &seqs))
+            .run_without_events(move |tx| write::ack_outbox(tx, &relay, &seqs))
             .await
     }
 

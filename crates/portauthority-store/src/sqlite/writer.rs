@@ -3,7 +3,8 @@
 //! One thread owns the only writing connection. It takes every write queued at the moment
 //! (up to `MAX_GROUP`), runs each in its own savepoint inside one transaction, commits once
 //! (one fsync for the whole group), and only then answers each write and bumps the feed
-//! signal. What a write does is not its business (`write.rs`).
+//! signal (unless no write of the group could add feed events). What a write does is not
+//! its business (`write.rs`).
 
 use super::internal;
 use crate::StoreError;
@@ -22,7 +23,8 @@ type Reply = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
 type WriteFn = Box<dyn FnOnce(Result<&Connection, StoreError>) -> Reply + Send>;
 
 enum Message {
-    Write(WriteFn),
+    /// A write, and whether it may add feed events.
+    Write(WriteFn, bool),
     Close(oneshot::Sender<()>),
 }
 
@@ -54,6 +56,26 @@ impl Writer {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
+        self.submit(f, true).await
+    }
+
+    /// [`Writer::run`] for a write that adds no feed events (outbox claims and acks): a
+    /// group of such writes alone does not bump the committed signal. A relay waits for that
+    /// signal between claims, so a claim that bumped it would wake its own relay at once,
+    /// for ever (one idle relay kept a core busy with empty claims).
+    pub(crate) async fn run_without_events<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        self.submit(f, false).await
+    }
+
+    async fn submit<T, F>(&self, f: F, events: bool) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
         let (tx, rx) = oneshot::channel();
         let write: WriteFn = Box::new(move |conn| {
             let result = conn.and_then(|conn| in_savepoint(conn, f));
@@ -62,7 +84,7 @@ impl Writer {
             })
         });
         self.queue
-            .send(Message::Write(write))
+            .send(Message::Write(write, events))
             .await
             .map_err(|_| StoreError::Unavailable("store is closed".into()))?;
         rx.await
@@ -120,26 +142,33 @@ fn run(conn: Connection, mut rx: mpsc::Receiver<Message>, signal: watch::Sender<
     let mut group: Vec<WriteFn> = Vec::with_capacity(MAX_GROUP);
     let mut closing = None;
     while closing.is_none() {
+        let mut events = false;
         match rx.blocking_recv() {
-            Some(Message::Write(w)) => group.push(w),
+            Some(Message::Write(w, e)) => {
+                group.push(w);
+                events |= e;
+            }
             Some(Message::Close(done)) => closing = Some(done),
             None => break,
         }
         while group.len() < MAX_GROUP && closing.is_none() {
             match rx.try_recv() {
-                Ok(Message::Write(w)) => group.push(w),
+                Ok(Message::Write(w, e)) => {
+                    group.push(w);
+                    events |= e;
+                }
                 Ok(Message::Close(done)) => closing = Some(done),
                 Err(_) => break,
             }
         }
-        if commit_group(&conn, &mut group) {
+        if commit_group(&conn, &mut group) && events {
             signal.send_modify(|n| *n += 1);
         }
     }
     // Closing: whatever is still queued is refused, not silently dropped.
     rx.close();
     while let Ok(msg) = rx.try_recv() {
-        if let Message::Write(w) = msg {
+        if let Message::Write(w, _) = msg {
             let closing = StoreError::Unavailable("store is closing".into());
             w(Err(closing.clone()))(Err(closing));
         }

@@ -19,6 +19,7 @@ conformance!(
     the_feed_after_thirty_two_writers_holds_every_event_once_in_job_order,
     two_relays_claiming_at_once_never_hold_the_same_job,
     a_follower_paging_history_during_concurrent_writes_misses_nothing,
+    outbox_claims_and_acks_wake_no_feed_reader_and_writes_do,
 );
 
 conformance_ctx!(a_relay_stepped_until_idle_takes_over_an_expired_lease_when_the_clock_moves);
@@ -513,4 +514,41 @@ async fn a_feed_reader_never_passes_an_uncommitted_event_postgres() {
         let _ = older_conn.close().await;
     })
     .await;
+}
+
+/// A relay waits for the feed signal between claims: were its own claims and acks to bump
+/// it, an idle relay would claim again at once, for ever.
+async fn outbox_claims_and_acks_wake_no_feed_reader_and_writes_do(store: Arc<dyn Store>) {
+    let mut signal = store.feed_signal();
+    let woken = |signal: &mut tokio::sync::watch::Receiver<u64>| {
+        let mut signal = signal.clone();
+        async move {
+            tokio::time::timeout(Duration::from_secs(5), signal.changed())
+                .await
+                .is_ok()
+        }
+    };
+    create_with_tasks(&store, job_req(), 1).await;
+    assert!(woken(&mut signal).await, "a write wakes feed readers");
+    signal.borrow_and_update();
+    // Claims until one finds nothing: a bump of the writes before the last would show by
+    // the time the last returns (SQLite's writer bumps before it takes its next group).
+    loop {
+        let items = store
+            .claim_outbox("quiet", 10, Duration::from_secs(30))
+            .await
+            .expect("claim");
+        if items.is_empty() {
+            break;
+        }
+        let seqs: Vec<i64> = items.iter().map(|i| i.seq).collect();
+        store.ack_outbox("quiet", &seqs).await.expect("ack");
+    }
+    assert_eq!(store.outbox_backlog().await.unwrap(), 0, "all relayed");
+    assert!(
+        !signal.has_changed().unwrap(),
+        "claims and acks woke a feed reader"
+    );
+    create_with_tasks(&store, job_req(), 0).await;
+    assert!(woken(&mut signal).await);
 }
