@@ -530,14 +530,19 @@ async fn outbox_claims_and_acks_wake_no_feed_reader_and_writes_do(store: Arc<dyn
     };
     create_with_tasks(&store, job_req(), 1).await;
     assert!(woken(&mut signal).await, "a write wakes feed readers");
-    signal.borrow_and_update();
-    // Claims until one finds nothing: a bump of the writes before the last would show by
-    // the time the last returns (SQLite's writer bumps before it takes its next group).
+    // Claims until one finds nothing. The writes' own bumps may land after their answers
+    // (SQLite's writer bumps once it has answered the group), but before the writer takes
+    // its next group: once the first claim has returned they are all in, and from then on
+    // nothing may bump the signal.
+    let mut first = true;
     loop {
         let items = store
             .claim_outbox("quiet", 10, Duration::from_secs(30))
             .await
             .expect("claim");
+        if std::mem::take(&mut first) {
+            signal.borrow_and_update();
+        }
         if items.is_empty() {
             break;
         }
