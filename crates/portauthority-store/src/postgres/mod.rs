@@ -365,7 +365,7 @@ impl PgStore {
     }
 
     /// [`PgStore::tx`] for a transaction that adds no feed events (outbox claims and
-    /// acks): it wakes nobody. A relay waits for the feed signal between claims, so a claim
+    /// acks, webhook bookkeeping, retention's deletes): it wakes nobody. A relay waits for the feed signal between claims, so a claim
     /// that bumped it would wake its own relay at once, for ever.
     async fn tx_without_events<T, F>(&self, f: F) -> Result<T, StoreError>
     where
@@ -684,7 +684,7 @@ impl Store for PgStore {
         cutoffs: &[(Status, Timestamp)],
         limit: u32,
     ) -> Result<u64, StoreError> {
-        self.tx(|c| {
+        self.tx_without_events(|c| {
             let cutoffs = cutoffs.to_vec();
             Box::pin(async move { Ok(write::delete_expired_jobs(c, &cutoffs, limit).await?) })
         })
@@ -692,7 +692,7 @@ impl Store for PgStore {
     }
 
     async fn create_webhook(&self, new: NewWebhook) -> Result<Webhook, StoreError> {
-        self.tx(|c| Box::pin(webhooks::create(c, new.clone())))
+        self.tx_without_events(|c| Box::pin(webhooks::create(c, new.clone())))
             .await
     }
 
@@ -711,11 +711,12 @@ impl Store for PgStore {
     }
 
     async fn delete_webhook(&self, id: uuid::Uuid) -> Result<(), StoreError> {
-        self.tx(|c| Box::pin(webhooks::delete(c, id))).await
+        self.tx_without_events(|c| Box::pin(webhooks::delete(c, id)))
+            .await
     }
 
     async fn disable_webhook(&self, id: uuid::Uuid, reason: String) -> Result<(), StoreError> {
-        self.tx(|c| {
+        self.tx_without_events(|c| {
             let reason = reason.clone();
             Box::pin(async move { webhooks::disable(c, id, &reason).await })
         })
@@ -725,7 +726,7 @@ impl Store for PgStore {
     async fn enqueue_deliveries(&self, events: Vec<NewDelivery>) -> Result<u64, StoreError> {
         let now = self.env.now();
         let ids = self.env.ids.clone();
-        self.tx(|c| {
+        self.tx_without_events(|c| {
             let (events, ids) = (events.clone(), ids.clone());
             Box::pin(async move { webhooks::enqueue(c, &events, ids.as_ref(), now).await })
         })
@@ -738,12 +739,12 @@ impl Store for PgStore {
         limit: u32,
         lease: Duration,
     ) -> Result<Vec<Delivery>, StoreError> {
-        self.tx(|c| Box::pin(webhooks::claim(c, now, limit, lease)))
+        self.tx_without_events(|c| Box::pin(webhooks::claim(c, now, limit, lease)))
             .await
     }
 
     async fn record_attempt(&self, attempt: AttemptRecord) -> Result<(), StoreError> {
-        self.tx(|c| {
+        self.tx_without_events(|c| {
             let attempt = attempt.clone();
             Box::pin(async move { webhooks::record(c, &attempt).await })
         })
@@ -755,7 +756,7 @@ impl Store for PgStore {
         webhook: uuid::Uuid,
         limit: u32,
     ) -> Result<Vec<AttemptEntry>, StoreError> {
-        self.tx(|c| Box::pin(webhooks::deliveries(c, webhook, limit)))
+        self.tx_without_events(|c| Box::pin(webhooks::deliveries(c, webhook, limit)))
             .await
     }
 
@@ -765,7 +766,7 @@ impl Store for PgStore {
         delivery: uuid::Uuid,
         now: Timestamp,
     ) -> Result<(), StoreError> {
-        self.tx(|c| Box::pin(webhooks::retry(c, webhook, delivery, now)))
+        self.tx_without_events(|c| Box::pin(webhooks::retry(c, webhook, delivery, now)))
             .await
     }
 

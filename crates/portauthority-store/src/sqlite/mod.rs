@@ -369,12 +369,14 @@ impl Store for SqliteStore {
     ) -> Result<u64, StoreError> {
         let cutoffs = cutoffs.to_vec();
         self.writer
-            .run(move |tx| write::delete_expired_jobs(tx, &cutoffs, limit))
+            .run_without_events(move |tx| write::delete_expired_jobs(tx, &cutoffs, limit))
             .await
     }
 
     async fn create_webhook(&self, new: NewWebhook) -> Result<Webhook, StoreError> {
-        self.writer.run(move |tx| webhooks::create(tx, new)).await
+        self.writer
+            .run_without_events(move |tx| webhooks::create(tx, new))
+            .await
     }
 
     async fn list_webhooks(&self) -> Result<Vec<Webhook>, StoreError> {
@@ -386,19 +388,23 @@ impl Store for SqliteStore {
     }
 
     async fn delete_webhook(&self, id: uuid::Uuid) -> Result<(), StoreError> {
-        self.writer.run(move |tx| webhooks::delete(tx, id)).await
+        self.writer
+            .run_without_events(move |tx| webhooks::delete(tx, id))
+            .await
     }
 
     async fn disable_webhook(&self, id: uuid::Uuid, reason: String) -> Result<(), StoreError> {
         self.writer
-            .run(move |tx| webhooks::disable(tx, id, &reason))
+            .run_without_events(move |tx| webhooks::disable(tx, id, &reason))
             .await
     }
 
     async fn enqueue_deliveries(&self, events: Vec<NewDelivery>) -> Result<u64, StoreError> {
         let env = self.env.clone();
         self.writer
-            .run(move |tx| webhooks::enqueue(tx, &events, env.ids.as_ref(), env.now()))
+            .run_without_events(move |tx| {
+                webhooks::enqueue(tx, &events, env.ids.as_ref(), env.now())
+            })
             .await
     }
 
@@ -409,13 +415,13 @@ impl Store for SqliteStore {
         lease: Duration,
     ) -> Result<Vec<Delivery>, StoreError> {
         self.writer
-            .run(move |tx| webhooks::claim(tx, now, limit, lease))
+            .run_without_events(move |tx| webhooks::claim(tx, now, limit, lease))
             .await
     }
 
     async fn record_attempt(&self, attempt: AttemptRecord) -> Result<(), StoreError> {
         self.writer
-            .run(move |tx| webhooks::record(tx, &attempt))
+            .run_without_events(move |tx| webhooks::record(tx, &attempt))
             .await
     }
 
@@ -436,7 +442,7 @@ impl Store for SqliteStore {
         now: Timestamp,
     ) -> Result<(), StoreError> {
         self.writer
-            .run(move |tx| webhooks::retry(tx, webhook, delivery, now))
+            .run_without_events(move |tx| webhooks::retry(tx, webhook, delivery, now))
             .await
     }
 

@@ -59,8 +59,9 @@ impl Writer {
         self.submit(f, true).await
     }
 
-    /// [`Writer::run`] for a write that adds no feed events (outbox claims and acks): a
-    /// group of such writes alone does not bump the committed signal. A relay waits for that
+    /// [`Writer::run`] for a write that adds no feed events (outbox claims and acks,
+    /// webhook bookkeeping, retention's deletes, the readiness probe): a group of such
+    /// writes alone does not bump the committed signal. A relay waits for that
     /// signal between claims, so a claim that bumped it would wake its own relay at once,
     /// for ever (one idle relay kept a core busy with empty claims).
     pub(crate) async fn run_without_events<T, F>(&self, f: F) -> Result<T, StoreError>
@@ -94,7 +95,7 @@ impl Writer {
     /// A real write, committed like any other: proves that the database takes writes now
     /// (not read-only, not out of space for its WAL), for readiness.
     pub(crate) async fn ping(&self) -> Result<(), StoreError> {
-        self.run(|c| {
+        self.run_without_events(|c| {
             c.prepare_cached(
                 "INSERT INTO readiness (id, at) VALUES (1, unixepoch('subsec') * 1000) \
                  ON CONFLICT (id) DO UPDATE SET at = excluded.at",
