@@ -48,7 +48,7 @@ impl Envelope {
     /// The `data`, as JSON.
     pub fn data(&mut self) -> Result<Value, String> {
         if let Some(ct) = &self.event.datacontenttype
-            && !is_json_media_type(ct)
+            && !portauthority_core::validate::is_json_media_type(ct)
         {
             return Err(format!(
                 "datacontenttype must be application/json (got {})",
@@ -154,33 +154,5 @@ fn optional_string(map: &Map<String, Value>, name: &str) -> Result<Option<String
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.clone())),
         Some(other) => Err(format!("{name} must be a string (got {})", quoted(other))),
-    }
-}
-
-/// `application/json` or any `application/*+json`, parameters allowed: what the HTTP API
-/// takes as JSON too.
-fn is_json_media_type(value: &str) -> bool {
-    let essence = value.split(';').next().unwrap_or("").trim();
-    match essence.split_once('/') {
-        Some((ty, sub)) => {
-            ty.eq_ignore_ascii_case("application")
-                && (sub.eq_ignore_ascii_case("json") || sub.to_ascii_lowercase().ends_with("+json"))
-        }
-        None => false,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn json_media_types_are_recognised_with_parameters_and_suffixes() {
-        assert!(is_json_media_type("application/json"));
-        assert!(is_json_media_type("Application/JSON; charset=utf-8"));
-        assert!(is_json_media_type("application/cloudevents+json"));
-        assert!(!is_json_media_type("text/plain"));
-        assert!(!is_json_media_type("application/octet-stream"));
-        assert!(!is_json_media_type("json"));
     }
 }

@@ -344,9 +344,32 @@ fn canonical_number(n: &serde_json::Number) -> Option<String> {
     Some(f.to_string())
 }
 
+/// `application/json`, or any `application/*+json`, with or without parameters: what the
+/// HTTP API and the bus (`datacontenttype`) take as JSON.
+pub fn is_json_media_type(value: &str) -> bool {
+    let essence = value.split(';').next().unwrap_or("").trim();
+    match essence.split_once('/') {
+        Some((ty, sub)) => {
+            ty.eq_ignore_ascii_case("application")
+                && (sub.eq_ignore_ascii_case("json") || sub.to_ascii_lowercase().ends_with("+json"))
+        }
+        None => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn json_media_types_are_recognised_with_parameters_and_suffixes() {
+        assert!(is_json_media_type("application/json"));
+        assert!(is_json_media_type("Application/JSON; charset=utf-8"));
+        assert!(is_json_media_type("application/cloudevents+json"));
+        assert!(!is_json_media_type("text/plain"));
+        assert!(!is_json_media_type("application/octet-stream"));
+        assert!(!is_json_media_type("json"));
+    }
     use serde_json::json;
 
     #[test]

@@ -68,14 +68,7 @@ fn json_content_type(headers: &axum::http::HeaderMap) -> bool {
     else {
         return false;
     };
-    let essence = value.split(';').next().unwrap_or("").trim();
-    match essence.split_once('/') {
-        Some((ty, sub)) => {
-            ty.eq_ignore_ascii_case("application")
-                && (sub.eq_ignore_ascii_case("json") || sub.to_ascii_lowercase().ends_with("+json"))
-        }
-        None => false,
-    }
+    portauthority_core::validate::is_json_media_type(value)
 }
 
 /// The whole body, within the configured limit (413 beyond it) and the body timeout (408

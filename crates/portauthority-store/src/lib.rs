@@ -145,7 +145,7 @@ pub trait Store: Send + Sync + 'static {
                 continue;
             }
             let ran = self.run_once(once, cmd).await;
-            failed = matches!(&ran, Err(e) if !e.is_refusal());
+            failed = once::ends_batch(&ran);
             out.push(ran);
         }
         Ok(out)

@@ -103,6 +103,13 @@ pub(crate) fn recorded(once: &Once, answer: &Answer) -> Result<Option<String>, S
         .map_err(|e| StoreError::Internal(format!("cannot record an answer: {e}")))
 }
 
+/// Whether a command's outcome stops its batch: a failure other than a refusal (the
+/// database), after which the rest are not run, so that no later command of a job is
+/// applied before an earlier one.
+pub(crate) fn ends_batch(ran: &Result<Ran, StoreError>) -> bool {
+    matches!(ran, Err(e) if !e.is_refusal())
+}
+
 /// What a command of a batch answers when an earlier one failed for a reason other than a
 /// refusal: it was not run.
 pub(crate) fn not_run() -> StoreError {

@@ -211,8 +211,9 @@ pub(crate) async fn run_once_batch(
                 sqlx::query("ROLLBACK TO SAVEPOINT command")
                     .execute(&mut *c)
                     .await?;
-                failed = !e.is_refusal();
-                out.push(Err(e));
+                let ran = Err(e);
+                failed = once::ends_batch(&ran);
+                out.push(ran);
             }
             Err(other) => return Err(other),
         }

@@ -181,7 +181,7 @@ pub(crate) fn run_once_batch(
                 return Err(once::not_run());
             }
             let ran = super::writer::in_savepoint(c, |c| run_once(c, &once, cmd, now));
-            failed = matches!(&ran, Err(e) if !e.is_refusal());
+            failed = once::ends_batch(&ran);
             ran
         })
         .collect()
