@@ -2,7 +2,7 @@
 
 use super::client::{ClientArgs, Ctx, Exit};
 use super::flags;
-use super::output;
+use super::output::{self, say};
 use clap::{Args, Subcommand};
 use portauthority_core::api::{HistoryPage, NoteRequest};
 use portauthority_core::{JobId, TaskId};
@@ -84,7 +84,7 @@ pub async fn run(ctx: Ctx, command: HistoryCommand) -> anyhow::Result<Exit> {
             };
             let env = ctx.client.add_note(job, task, &note).await?;
             output::emit(&ctx, &env, || {
-                println!("added event {} to the history of job {job}", env.event.seq);
+                say!("added event {} to the history of job {job}", env.event.seq);
             })?;
         }
     }
@@ -93,11 +93,11 @@ pub async fn run(ctx: Ctx, command: HistoryCommand) -> anyhow::Result<Exit> {
 
 fn print_page(page: &HistoryPage) {
     if page.events.is_empty() {
-        println!("no events");
+        say!("no events");
         return;
     }
     output::events_table(&page.events).print();
     if let Some(next) = page.next_after {
-        println!("more: --after {next}");
+        say!("more: --after {next}");
     }
 }

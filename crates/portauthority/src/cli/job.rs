@@ -2,7 +2,7 @@
 
 use super::client::{ClientArgs, Ctx, Exit};
 use super::flags::{self, PageArgs};
-use super::output;
+use super::output::{self, say};
 use clap::{Args, Subcommand};
 use portauthority_client::JobQuery;
 use portauthority_core::api::{CreateJobRequest, CreateTaskRequest, JobEnvelope};
@@ -174,7 +174,7 @@ pub async fn run(ctx: Ctx, command: JobCommand) -> anyhow::Result<Exit> {
                 if !page.jobs.is_empty() {
                     output::jobs_table(&page.jobs).print();
                 }
-                println!("{}", output::footer(&page.info, "jobs"));
+                say!("{}", output::footer(&page.info, "jobs"));
             })?;
         }
         JobCommand::Status {
@@ -206,7 +206,7 @@ async fn set_status(
     let env = JobEnvelope { job };
     output::emit(ctx, &env, || {
         let j = &env.job;
-        println!(
+        say!(
             "job {} is {} ({} of {} tasks ended)",
             j.id,
             j.status,

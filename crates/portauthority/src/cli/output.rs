@@ -130,9 +130,32 @@ impl Table {
 
     /// Prints the table to stdout, fitted to the terminal when stdout is one.
     pub fn print(&self) {
-        print!("{}", self.render(terminal_width()));
+        write_out(&self.render(terminal_width()));
     }
 }
+
+/// Writes to stdout. A reader that went away (`portauthority job list | head -1`) ends
+/// the command quietly and successfully, as it would a command killed by SIGPIPE, instead
+/// of the panic `println!` gives.
+pub fn write_out(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("error: writing to stdout: {e}");
+        std::process::exit(1);
+    }
+}
+
+/// `println!` through [`write_out`].
+macro_rules! say {
+    ($($arg:tt)*) => {
+        $crate::cli::output::write_out(&format!("{}\n", format_args!($($arg)*)))
+    };
+}
+pub(crate) use say;
 
 /// The narrowest a cut column gets.
 const MIN_CUT: usize = 12;
@@ -158,7 +181,7 @@ pub fn terminal_width() -> Option<usize> {
 
 /// Prints a JSON document as the API sent it (pretty, one document per command).
 pub fn json<T: Serialize>(doc: &T) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(doc)?);
+    say!("{}", serde_json::to_string_pretty(doc)?);
     Ok(())
 }
 
@@ -339,7 +362,7 @@ fn one_line(s: &str) -> String {
 pub fn fields(pairs: &[(&str, String)]) {
     let width = pairs.iter().map(|(k, _)| k.len()).max().unwrap_or(0) + 1;
     for (k, v) in pairs {
-        println!("{:<width$} {v}", format!("{k}:"));
+        say!("{:<width$} {v}", format!("{k}:"));
     }
 }
 

@@ -2,7 +2,7 @@
 
 use super::client::{ClientArgs, Ctx, Exit};
 use super::flags::{self, PageArgs};
-use super::output;
+use super::output::{self, say};
 use clap::{Args, Subcommand};
 use portauthority_client::TaskQuery;
 use portauthority_core::api::{
@@ -168,7 +168,7 @@ pub async fn run(ctx: Ctx, command: TaskCommand) -> anyhow::Result<Exit> {
                 if !page.tasks.is_empty() {
                     output::tasks_table(&page.tasks).print();
                 }
-                println!("{}", output::footer(&page.info, "tasks"));
+                say!("{}", output::footer(&page.info, "tasks"));
             })?;
         }
         TaskCommand::Start(c) => change(&ctx, Status::InProgress, c, None).await?,
@@ -183,7 +183,7 @@ pub async fn run(ctx: Ctx, command: TaskCommand) -> anyhow::Result<Exit> {
             let task = ctx.client.heartbeat(at.job, at.task, &req).await?;
             let env = TaskEnvelope { task };
             output::emit(&ctx, &env, || {
-                println!(
+                say!(
                     "task {} is {} (progress {})",
                     env.task.id,
                     env.task.status,
@@ -221,7 +221,7 @@ async fn add(ctx: &Ctx, args: AddArgs) -> anyhow::Result<()> {
                 if !env.tasks.is_empty() {
                     output::tasks_table(&env.tasks).print();
                 }
-                println!("added {} tasks to job {}", env.tasks.len(), args.job);
+                say!("added {} tasks to job {}", env.tasks.len(), args.job);
             })
         }
     }
@@ -255,5 +255,5 @@ fn print_change(t: &Task) {
     if let Some(p) = t.progress {
         line.push_str(&format!(", progress {}", output::progress(Some(p))));
     }
-    println!("{line}");
+    say!("{line}");
 }

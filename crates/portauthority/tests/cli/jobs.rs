@@ -273,3 +273,21 @@ async fn help_reads_well_and_shows_examples() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_reader_that_goes_away_ends_the_command_quietly() {
+    let env = Env::start().await;
+    env.job(3, &[]);
+    let mut child = std::process::Command::new(crate::harness::binary())
+        .args(["job", "list", "--url", &env.server.base])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start the CLI");
+    // Closed before the answer arrives: the first write finds no reader (`| head -0`).
+    drop(child.stdout.take());
+    let out = child.wait_with_output().expect("the CLI ends");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
