@@ -13,6 +13,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use serde_json::value::RawValue;
 
+pub mod webhooks;
+
 // ---------------------------------------------------------------------------------------
 // Resources
 
@@ -252,17 +254,31 @@ pub enum SortField {
 }
 
 impl SortField {
+    pub const ALL: [SortField; 7] = [
+        SortField::StartTime,
+        SortField::EndTime,
+        SortField::CreatedAt,
+        SortField::UpdatedAt,
+        SortField::Type,
+        SortField::Namespace,
+        SortField::Status,
+    ];
+
+    /// The wire name (what `sort=` takes).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            SortField::StartTime => "start_time",
+            SortField::EndTime => "end_time",
+            SortField::CreatedAt => "created_at",
+            SortField::UpdatedAt => "updated_at",
+            SortField::Type => "type",
+            SortField::Namespace => "namespace",
+            SortField::Status => "status",
+        }
+    }
+
     pub fn parse(s: &str) -> Option<SortField> {
-        Some(match s {
-            "start_time" => SortField::StartTime,
-            "end_time" => SortField::EndTime,
-            "created_at" => SortField::CreatedAt,
-            "updated_at" => SortField::UpdatedAt,
-            "type" => SortField::Type,
-            "namespace" => SortField::Namespace,
-            "status" => SortField::Status,
-            _ => return None,
-        })
+        SortField::ALL.into_iter().find(|f| f.as_str() == s)
     }
 }
 
@@ -272,6 +288,16 @@ pub enum SortOrder {
     #[default]
     Asc,
     Desc,
+}
+
+impl SortOrder {
+    /// The wire name (what `order=` takes).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            SortOrder::Asc => "asc",
+            SortOrder::Desc => "desc",
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------
