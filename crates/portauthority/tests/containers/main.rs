@@ -9,9 +9,10 @@
 //!   same container starts again;
 //! - `task portauthority:up` runs web and worker on the machine's PostgreSQL (a scratch
 //!   database) and NATS (a bus prefix of the test's own); a command published to the bus is
-//!   applied by the worker and shows through web; the seed's tasks `logs`, `sh:web` and
-//!   `sh:worker` do what the seed says, `down` removes the containers, and `rmi` leaves no
-//!   portauthority image.
+//!   applied by the worker and shows through web; a second web replica on the same
+//!   database serves what the first wrote and the other way round; the seed's tasks
+//!   `logs`, `sh:web` and `sh:worker` do what the seed says, `down` removes the
+//!   containers, and `rmi` leaves no portauthority image.
 //!
 //! Skipped, saying so, without podman, go-task or the root file system; the PostgreSQL and
 //! NATS part also needs `PORTAUTHORITY_TEST_DATABASE_URL` and `PORTAUTHORITY_TEST_NATS_URL`.
@@ -311,6 +312,8 @@ async fn scale_out_and_tasks(engine: &Engine, admin: &str, nats_url: &str) {
     assert_eq!(applied.namespace, "com.shipyard.containers");
     assert_eq!(applied.job_type, "bus");
 
+    second_replica(engine, &db, &client).await;
+
     // portauthority:logs shows both containers' lines.
     let (logs, _) = engine.task_ok(&mut engine.task(&["portauthority:logs"]));
     let web_lines = logs.lines().filter(|l| l.starts_with("web    | ")).count();
@@ -367,6 +370,46 @@ async fn scale_out_and_tasks(engine: &Engine, admin: &str, nats_url: &str) {
     portauthority_testkit::postgres::drop_scratch_database(admin, &db)
         .await
         .expect("drop the scratch database");
+}
+
+/// A second web replica on the same database: what one writes, the other serves.
+async fn second_replica(engine: &Engine, db: &str, first: &Client) {
+    let port = free_port();
+    let listen = format!("PORTAUTHORITY_LISTEN=127.0.0.1:{port}");
+    let url = format!("PORTAUTHORITY_DATABASE_URL={db}");
+    let image = engine.web_image();
+    let mut args = vec!["run", "-d", "--name", "pa-web-2", "--network", "host"];
+    args.extend(RUN_FLAGS);
+    args.extend([
+        "-e",
+        &listen,
+        "-e",
+        &url,
+        "-e",
+        "PORTAUTHORITY_NO_WORKER=true",
+        &image,
+    ]);
+    engine.ok(&args);
+    let base = format!("http://127.0.0.1:{port}");
+    assert!(
+        wait_ok(&format!("{base}/readyz"), START_WITHIN).await,
+        "the second replica never became ready; log:\n{}",
+        engine.logs("pa-web-2")
+    );
+    let second = Client::new(base);
+    for (writer, reader) in [(&second, first), (first, &second)] {
+        let job = writer
+            .create_job(&CreateJobRequest {
+                job_type: Some("replica".into()),
+                namespace: Some("com.shipyard.containers".into()),
+                ..Default::default()
+            })
+            .await
+            .expect("create a job on one replica");
+        let read = reader.get_job(job.id).await.expect("read it on the other");
+        assert_eq!(read.job_type, "replica");
+    }
+    engine.ok(&["rm", "-f", "-t", "0", "pa-web-2"]);
 }
 
 /// `task portauthority:rmi` leaves no portauthority image.
