@@ -40,6 +40,39 @@ pub struct Job {
     pub timeout_seconds: Option<i64>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
+    /// How far the job is, how fast its tasks finish and when it will end, as of the read.
+    pub progress: JobProgress,
+}
+
+/// A job's progress (see `progress.rs` for the estimate).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct JobProgress {
+    /// Terminal tasks over all tasks, 0 to 1; null when the job has no tasks.
+    pub fraction: Option<f64>,
+    /// Tasks reaching a terminal status per minute, a moving average with a half-life of
+    /// a minute that decays while none finish; null until a few have finished.
+    pub rate_per_minute: Option<f64>,
+    /// When the last task should finish at that rate; null when `eta_reason` says why.
+    pub eta: Option<Timestamp>,
+    pub eta_reason: Option<EtaReason>,
+}
+
+/// Why a job has no ETA.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum EtaReason {
+    /// The job has no tasks.
+    NoTasks,
+    /// Too few tasks have finished yet to measure a rate.
+    TooFewSamples,
+    /// No task has finished for several times the usual gap.
+    Stalled,
+    /// The job has ended.
+    Terminal,
+    /// `auto_complete` is false: the job ends when a client says so.
+    OpenEnded,
 }
 
 /// Progress a task reports: `current` of `total` (units are the client's).

@@ -62,6 +62,8 @@ enum Command {
     /// Load realistic jobs in bulk, straight into the database (for benchmarks and
     /// list-performance work; see docs/list-performance.md).
     Seed(SeedArgs),
+    /// Exit 0 when the server's /readyz answers 200, 1 otherwise (container health checks).
+    Healthcheck(crate::healthcheck::HealthcheckArgs),
 }
 
 #[derive(Args, Debug)]
@@ -339,6 +341,7 @@ async fn run_service(command: Command) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::Healthcheck(args) => crate::healthcheck::check(&args).await,
         Command::Openapi => {
             println!(
                 "{}",
@@ -430,7 +433,7 @@ async fn worker(args: WorkerCommand) -> anyhow::Result<()> {
 /// A duration flag: a number and a unit, `300ms`, `10s`, `1.5s`, `2m` (or `2min`), `1h`. A
 /// bare number is refused rather than guessed at (PostgreSQL reads one as milliseconds,
 /// people often mean seconds), and so is zero: every timeout is meant to end.
-fn duration(raw: &str) -> Result<Duration, String> {
+pub(crate) fn duration(raw: &str) -> Result<Duration, String> {
     let raw = raw.trim();
     let split = raw
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))

@@ -1,6 +1,7 @@
 //! `portauthority`: the server, the migrator and the command-line client in one binary.
 
 mod cli;
+mod healthcheck;
 
 use clap::Parser;
 

@@ -5,6 +5,7 @@
 mod concurrency;
 mod crash;
 mod errors;
+mod healthcheck;
 mod helpers;
 mod history;
 mod hostile;
