@@ -226,8 +226,7 @@ mod tests {
     fn the_reasons_when_there_is_no_eta() {
         let rate = steady(10, 600);
         let now = at(9 * 600);
-        let reason =
-            |s, auto, c: Counters, r: &Rate| progress(s, auto, &c, r, now).eta_reason;
+        let reason = |s, auto, c: Counters, r: &Rate| progress(s, auto, &c, r, now).eta_reason;
         assert_eq!(
             reason(Status::Completed, true, counters(10, 10), &rate),
             Some(EtaReason::Terminal)
@@ -244,7 +243,13 @@ mod tests {
             reason(Status::InProgress, true, counters(20, 2), &steady(2, 600)),
             Some(EtaReason::TooFewSamples)
         );
-        let none = progress(Status::Pending, true, &counters(0, 0), &Rate::default(), now);
+        let none = progress(
+            Status::Pending,
+            true,
+            &counters(0, 0),
+            &Rate::default(),
+            now,
+        );
         assert_eq!((none.fraction, none.rate_per_minute), (None, None));
     }
 

@@ -89,9 +89,10 @@ pub(crate) async fn read(
 /// horizon below the xmin is final (its transaction's id is below its horizon, so below the
 /// xmin: finished), and every event still to come has a horizon at or above it.
 pub(crate) async fn head(c: &mut PgConnection) -> Result<Position, sqlx::Error> {
-    let xmin: i64 = sqlx::query_scalar("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
-        .fetch_one(&mut *c)
-        .await?;
+    let xmin: i64 =
+        sqlx::query_scalar("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
+            .fetch_one(&mut *c)
+            .await?;
     Ok(Position {
         horizon: (xmin - 1).max(0) as u64,
         seq: i64::MAX,

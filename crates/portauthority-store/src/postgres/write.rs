@@ -39,11 +39,7 @@ async fn stored_tasks(
         .collect())
 }
 
-async fn lock_job(
-    c: &mut PgConnection,
-    id: JobId,
-    now: Timestamp,
-) -> TxResult<Option<StoredJob>> {
+async fn lock_job(c: &mut PgConnection, id: JobId, now: Timestamp) -> TxResult<Option<StoredJob>> {
     Ok(rows::job(c, id, true, now).await?)
 }
 

@@ -253,9 +253,11 @@ pub(crate) fn feed(
 
 /// The one writer commits in `seq` order: the largest committed `seq` is the end.
 pub(crate) fn feed_head(c: &Connection) -> Result<crate::Position, StoreError> {
-    c.query_row("SELECT coalesce(max(seq), 0) FROM history", [], |r| r.get(0))
-        .map(|seq| crate::Position { horizon: 0, seq })
-        .map_err(internal)
+    c.query_row("SELECT coalesce(max(seq), 0) FROM history", [], |r| {
+        r.get(0)
+    })
+    .map(|seq| crate::Position { horizon: 0, seq })
+    .map_err(internal)
 }
 
 pub(crate) fn outbox_backlog(c: &Connection) -> Result<u64, StoreError> {

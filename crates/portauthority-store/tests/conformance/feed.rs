@@ -567,12 +567,23 @@ async fn the_feed_head_is_past_every_event_so_far_and_before_every_later_one(
     let head = store.feed_head().await.expect("feed_head");
     assert!(store.feed(head, 100).await.expect("feed").is_empty());
     let all = read_feed(&store, Position::START, 3).await;
-    assert!(all.iter().all(|e| e.position <= head), "{head} is past the earlier events");
+    assert!(
+        all.iter().all(|e| e.position <= head),
+        "{head} is past the earlier events"
+    );
     assert!(all.iter().any(|e| e.event.job_id == before.id));
 
     let (after, _) = create_with_tasks(&store, job_req(), 1).await;
     let later = read_feed(&store, head, 2).await;
-    assert_eq!(later.len(), 2, "the later job's two events, and nothing older");
-    assert!(later.iter().all(|e| e.event.job_id == after.id && e.position > head));
+    assert_eq!(
+        later.len(),
+        2,
+        "the later job's two events, and nothing older"
+    );
+    assert!(
+        later
+            .iter()
+            .all(|e| e.event.job_id == after.id && e.position > head)
+    );
     assert!(store.feed_head().await.expect("feed_head") >= later[1].position);
 }

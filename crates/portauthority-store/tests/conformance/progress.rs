@@ -51,7 +51,10 @@ async fn a_steady_rate_gives_an_eta_within_ten_percent_and_a_stall_turns_it_null
     // Nothing finishes for three minutes: stalled, and the rate shown has decayed.
     ctx.clock.advance_ms(180_000);
     let stalled = get_job(&store, job.id).await.progress;
-    assert_eq!((stalled.eta, stalled.eta_reason), (None, Some(EtaReason::Stalled)));
+    assert_eq!(
+        (stalled.eta, stalled.eta_reason),
+        (None, Some(EtaReason::Stalled))
+    );
     assert!(stalled.rate_per_minute.expect("a rate") < rate / 4.0);
     // Lists show the same.
     let page = store
@@ -97,7 +100,10 @@ async fn an_open_ended_job_and_an_empty_job_say_why_they_have_no_eta(
             .expect("completes");
     }
     let p = get_job(&store, job.id).await.progress;
-    assert_eq!((p.fraction, p.eta_reason), (Some(1.0), Some(EtaReason::OpenEnded)));
+    assert_eq!(
+        (p.fraction, p.eta_reason),
+        (Some(1.0), Some(EtaReason::OpenEnded))
+    );
     assert!(p.rate_per_minute.is_some());
 
     let (empty, _) = create_with_tasks(&store, job_req(), 0).await;

@@ -3,7 +3,7 @@
 
 use super::client::{Ctx, Output};
 use portauthority_core::Timestamp;
-use portauthority_core::api::{HistoryEvent, Job, PageInfo, Task};
+use portauthority_core::api::{EtaReason, HistoryEvent, Job, PageInfo, Task};
 use serde::Serialize;
 
 /// A table whose columns fit the terminal: when stdout is a terminal narrower than the
@@ -209,15 +209,51 @@ pub fn opt_time(t: Option<Timestamp>) -> String {
     t.map(time).unwrap_or_else(|| "-".into())
 }
 
-/// Terminal tasks as a share of all, `40%` (`-` without tasks).
+/// The share of tasks that have ended, `40%` (`-` without tasks), from the job's
+/// `progress.fraction`. Floored, so that 100% means every task has ended.
 pub fn percent(job: &Job) -> String {
-    let c = &job.tasks;
-    if c.total == 0 {
-        return "-".into();
+    match job.progress.fraction {
+        None => "-".into(),
+        // The epsilon keeps 0.29 * 100 = 28.999... at 29.
+        Some(f) => format!("{}%", (f * 100.0 + 1e-9).floor() as u64),
     }
-    let done = c.completed + c.failed + c.cancelled;
-    // Floor, so that 100% means every task has ended.
-    format!("{}%", done * 100 / c.total)
+}
+
+/// Tasks finishing per minute, `12.5/min` (`-` until the server has measured it).
+pub fn rate(job: &Job) -> String {
+    match job.progress.rate_per_minute {
+        None => "-".into(),
+        Some(r) if r >= 10.0 => format!("{r:.0}/min"),
+        Some(r) => format!("{r:.1}/min"),
+    }
+}
+
+/// When the job should end, `in 4m 10s`, or why there is no estimate.
+pub fn eta(job: &Job) -> String {
+    match (job.progress.eta, job.progress.eta_reason) {
+        (Some(at), _) => {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as i64);
+            let left = (at.as_millis() - now).max(0) / 1000;
+            format!("in {}", span(left as u64))
+        }
+        (None, Some(EtaReason::NoTasks)) => "no tasks".into(),
+        (None, Some(EtaReason::TooFewSamples)) => "measuring".into(),
+        (None, Some(EtaReason::Stalled)) => "stalled".into(),
+        (None, Some(EtaReason::OpenEnded)) => "open-ended".into(),
+        (None, Some(EtaReason::Terminal) | None) => "-".into(),
+    }
+}
+
+/// `45s`, `4m 10s`, `2h 05m`, `3d 04h`.
+pub fn span(secs: u64) -> String {
+    match secs {
+        0..60 => format!("{secs}s"),
+        60..3600 => format!("{}m {:02}s", secs / 60, secs % 60),
+        3600..86400 => format!("{}h {:02}m", secs / 3600, secs % 3600 / 60),
+        _ => format!("{}d {:02}h", secs / 86400, secs % 86400 / 3600),
+    }
 }
 
 /// The line under a list: where this page is, and how to get the next one.
@@ -251,6 +287,7 @@ pub fn jobs_table(jobs: &[Job]) -> Table {
         .num("COMPLETED", Some(1))
         .num("FAILED", None)
         .num("CANCELLED", Some(7))
+        .opt("ETA", 8)
         .opt("NAMESPACE", 3)
         .opt("TYPE", 5)
         .opt("STARTED", 2);
@@ -266,6 +303,7 @@ pub fn jobs_table(jobs: &[Job]) -> Table {
             c.completed.to_string(),
             c.failed.to_string(),
             c.cancelled.to_string(),
+            eta(j),
             j.namespace.clone(),
             j.job_type.clone(),
             time(j.start_time),
@@ -380,15 +418,13 @@ pub fn job_view(j: &Job) {
         (
             "tasks",
             format!(
-                "{} total: {} pending, {} running, {} completed, {} failed, {} cancelled ({} done)",
-                c.total,
-                c.pending,
-                c.in_progress,
-                c.completed,
-                c.failed,
-                c.cancelled,
-                percent(j)
+                "{} total: {} pending, {} running, {} completed, {} failed, {} cancelled",
+                c.total, c.pending, c.in_progress, c.completed, c.failed, c.cancelled,
             ),
+        ),
+        (
+            "progress",
+            format!("{} done, {}, eta {}", percent(j), rate(j), eta(j)),
         ),
         ("started", time(j.start_time)),
         ("ended", opt_time(j.end_time)),
@@ -446,6 +482,15 @@ mod tests {
              a     1  first\n\
              bbb  22  second note\n"
         );
+    }
+
+    #[test]
+    fn spans_read_in_the_two_largest_units() {
+        assert_eq!(span(0), "0s");
+        assert_eq!(span(59), "59s");
+        assert_eq!(span(250), "4m 10s");
+        assert_eq!(span(7500), "2h 05m");
+        assert_eq!(span(3 * 86400 + 4 * 3600 + 5), "3d 04h");
     }
 
     #[test]

@@ -54,6 +54,12 @@ async fn a_job_run_through_the_cli_alone_ends_completed() {
         done.stdout
     );
     assert_ne!(done.field("ended"), "-");
+    assert!(
+        done.field("progress").starts_with("100% done, "),
+        "{}",
+        done.stdout
+    );
+    assert!(done.field("progress").ends_with("eta -"), "{}", done.stdout);
     let listed = env.json(&["job", "list", "--status", "completed"]);
     assert_eq!(listed["jobs"][0]["id"], job.as_str());
     let history = env.json(&["history", "list", &job, "--size", "1000"]);

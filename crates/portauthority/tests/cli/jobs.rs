@@ -66,6 +66,11 @@ async fn job_get_shows_counters_in_a_view_and_the_envelope_in_json() {
     assert_eq!(run.field("type"), "t");
     assert_eq!(run.field("ended"), "-");
     assert!(run.field("tasks").contains("2 pending"), "{}", run.stdout);
+    assert!(
+        run.field("progress").starts_with("0% done, -, eta "),
+        "{}",
+        run.stdout
+    );
     let doc = env.json(&["job", "get", &id]);
     let api = env
         .client
@@ -121,6 +126,7 @@ async fn job_list_filters_like_the_api_and_prints_an_aligned_table() {
         "DONE",
         "TOTAL",
         "FAILED",
+        "ETA",
         "NAMESPACE",
         "STARTED",
     ] {
