@@ -165,15 +165,9 @@ async fn job_list_filters_like_the_api_and_prints_an_aligned_table() {
             .map(|j| j["id"].as_str().expect("id").to_owned())
             .collect()
     };
-    let c_id = str_of(&c, "/job/id").to_owned();
-    assert_eq!(
-        only(&["--namespace", "com.a", "--type", "build"]),
-        [c_id.clone()]
-    );
-    assert_eq!(
-        only(&["--namespace", "com.a", "--meta", "team=io"]),
-        [c_id.clone()]
-    );
+    let c_id = str_of(&c, "/job/id");
+    assert_eq!(only(&["--namespace", "com.a", "--type", "build"]), [c_id]);
+    assert_eq!(only(&["--namespace", "com.a", "--meta", "team=io"]), [c_id]);
     assert_eq!(
         only(&["--meta", "team=atlas"]),
         [str_of(&a, "/job/id").to_owned()]
