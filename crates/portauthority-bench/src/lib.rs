@@ -12,7 +12,7 @@
 pub mod bus;
 
 use anyhow::Context;
-use portauthority_client::Client;
+use portauthority_client::{Client, JobQuery, PageQuery};
 use portauthority_core::api::{CreateJobRequest, CreateTaskRequest, TaskStatusUpdateItem};
 use portauthority_core::{JobId, Status, TaskId};
 use serde::Serialize;
@@ -514,7 +514,13 @@ pub async fn run(client: Client, args: &BenchArgs) -> anyhow::Result<Vec<PhaseRe
             "list" | "deep" | "meta" => {
                 ensure_jobs(&client, &jobs, c * 4).await?;
                 let total = client
-                    .list_jobs(&[("size", "1".into())])
+                    .list_jobs(&JobQuery {
+                        paging: PageQuery {
+                            size: Some(1),
+                            ..PageQuery::default()
+                        },
+                        ..JobQuery::default()
+                    })
                     .await?
                     .info
                     .total_items;
@@ -526,15 +532,22 @@ pub async fn run(client: Client, args: &BenchArgs) -> anyhow::Result<Vec<PhaseRe
                     dur,
                     Arc::new(move |_, i| {
                         let client = client.clone();
-                        let query: Vec<(&'static str, String)> = match kind.as_str() {
-                            "list" => vec![],
-                            "deep" => vec![("page", (total / 25 / 2).max(1).to_string())],
-                            _ => vec![("meta.bench_group", (i % 100).to_string())],
+                        let query = match kind.as_str() {
+                            "list" => JobQuery::default(),
+                            "deep" => JobQuery {
+                                paging: PageQuery {
+                                    page: Some((total / 25 / 2).max(1)),
+                                    ..PageQuery::default()
+                                },
+                                ..JobQuery::default()
+                            },
+                            _ => JobQuery {
+                                meta: vec![("bench_group".into(), (i % 100).to_string())],
+                                ..JobQuery::default()
+                            },
                         };
                         Some(Box::pin(async move {
-                            let q: Vec<(&str, String)> =
-                                query.iter().map(|(k, v)| (*k, v.clone())).collect();
-                            client.list_jobs(&q).await.map_err(err)?;
+                            client.list_jobs(&query).await.map_err(err)?;
                             Ok(1)
                         }))
                     }),

@@ -106,7 +106,11 @@ async fn an_unknown_or_empty_phase_selection_fails_before_anything_runs() {
             .expect_err(phases);
         assert!(format!("{e:#}").contains("phase"), "{phases:?}: {e:#}");
         // Not even the valid phase before the typo ran.
-        let jobs = server.client.list_jobs(&[]).await.expect("list");
+        let jobs = server
+            .client
+            .list_jobs(&Default::default())
+            .await
+            .expect("list");
         assert_eq!(jobs.info.total_items, 0, "{phases:?} ran something");
     }
 }

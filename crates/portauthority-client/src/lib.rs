@@ -1,8 +1,16 @@
 //! A typed client for the Port Authority HTTP API, used by the CLI, the tests and the load
 //! generator.
 //!
-//! Every method maps a non-2xx response to [`Error::Api`] carrying the server's RFC 9457
-//! problem document.
+//! One method per endpoint of the API (jobs, tasks, batch status, heartbeats, history and
+//! notes, webhooks and their deliveries, health). Every method maps a non-2xx response to
+//! [`Error::Api`] carrying the server's RFC 9457 problem document; [`Error::kind`] sorts
+//! failures into what a caller acts on (not found, conflict, invalid, unavailable, ...).
+//! [`Client::with_token`] authorises every request with a bearer token.
+
+mod query;
+mod webhooks;
+
+pub use query::{JobQuery, PageQuery, TaskQuery};
 
 use portauthority_core::api::{
     CreateJobRequest, CreateTaskRequest, CreateTasksRequest, EventEnvelope, HeartbeatRequest,
@@ -17,15 +25,35 @@ use serde::de::DeserializeOwned;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The request did not get an HTTP response (connection refused, reset, timeout).
+    /// The request did not get an HTTP response (connection refused, reset, timeout), or
+    /// a success response could not be read.
     #[error("request failed: {0}")]
     Transport(#[from] reqwest::Error),
-    /// The server answered with an error status.
-    #[error("{status}: {}", problem.as_ref().map(|p| p.detail.as_str()).unwrap_or("(no problem document)"))]
+    /// The server answered with an error status. `problem` is its RFC 9457 document, or
+    /// `None` when the body was not one (a proxy's error page, say).
+    #[error("{}", api_message(*status, problem.as_ref()))]
     Api {
         status: StatusCode,
         problem: Option<Problem>,
     },
+}
+
+/// What went wrong, in the terms a caller acts on. The HTTP statuses behind each kind are
+/// the API's (docs/api.md); a caller that needs more looks at [`Error::status`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// 404: no such job, task or webhook (or not visible to this token).
+    NotFound,
+    /// 409: the change conflicts with the current state.
+    Conflict,
+    /// 400, 413, 422: the request is malformed, too large or invalid.
+    Invalid,
+    /// 401, 403: no token, a bad one, or one whose role may not do this.
+    Unauthorized,
+    /// No answer (connection refused, timeout), or 408, 429, 502, 503, 504: try again later.
+    Unavailable,
+    /// Anything else: a 500, an answer that could not be read.
+    Other,
 }
 
 impl Error {
@@ -36,9 +64,45 @@ impl Error {
             Error::Transport(_) => None,
         }
     }
+
+    /// The server's problem document, when it sent one.
+    pub fn problem(&self) -> Option<&Problem> {
+        match self {
+            Error::Api { problem, .. } => problem.as_ref(),
+            Error::Transport(_) => None,
+        }
+    }
+
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::Transport(e) if e.is_connect() || e.is_timeout() => ErrorKind::Unavailable,
+            // A request that never got a status (reset, closed mid-answer) is a lost
+            // connection; one that got a status but an unreadable body is not.
+            Error::Transport(e) if e.is_request() && e.status().is_none() => ErrorKind::Unavailable,
+            Error::Transport(_) => ErrorKind::Other,
+            Error::Api { status, .. } => match status.as_u16() {
+                404 => ErrorKind::NotFound,
+                409 => ErrorKind::Conflict,
+                400 | 413 | 422 => ErrorKind::Invalid,
+                401 | 403 => ErrorKind::Unauthorized,
+                408 | 429 | 502 | 503 | 504 => ErrorKind::Unavailable,
+                _ => ErrorKind::Other,
+            },
+        }
+    }
+}
+
+/// `404 Not Found: job ... not found`: the status, then the problem's detail when there is one.
+fn api_message(status: StatusCode, problem: Option<&Problem>) -> String {
+    match problem {
+        Some(p) => format!("{} {}: {}", status.as_u16(), p.title, p.detail),
+        None => format!("{status} (the answer was not a problem document)"),
+    }
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
+
+const NO_QUERY: &[(&str, &str)] = &[];
 
 /// Where every reqwest client of Port Authority starts, this crate's own and the worker's
 /// webhook sender alike: a builder, with ring installed as the process's rustls crypto
@@ -98,15 +162,20 @@ impl Client {
         }
     }
 
-    async fn send<T: DeserializeOwned>(&self, rb: reqwest::RequestBuilder) -> Result<T> {
+    /// Sends a request; a non-2xx answer becomes [`Error::Api`].
+    async fn answer(&self, rb: reqwest::RequestBuilder) -> Result<reqwest::Response> {
         let res = rb.send().await?;
         let status = res.status();
         if status.is_success() {
-            Ok(res.json().await?)
+            Ok(res)
         } else {
             let problem = res.json::<Problem>().await.ok();
             Err(Error::Api { status, problem })
         }
+    }
+
+    async fn send<T: DeserializeOwned>(&self, rb: reqwest::RequestBuilder) -> Result<T> {
+        Ok(self.answer(rb).await?.json().await?)
     }
 
     async fn call<B: Serialize, T: DeserializeOwned>(
@@ -118,7 +187,11 @@ impl Client {
         self.send(self.request(method, path).json(body)).await
     }
 
-    async fn get<T: DeserializeOwned>(&self, path: &str, query: &[(&str, String)]) -> Result<T> {
+    async fn get<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &[(impl Serialize, impl Serialize)],
+    ) -> Result<T> {
         self.send(self.request(Method::GET, path).query(query))
             .await
     }
@@ -129,14 +202,13 @@ impl Client {
     }
 
     pub async fn get_job(&self, id: JobId) -> Result<Job> {
-        let env: JobEnvelope = self.get(&format!("/v1/jobs/{id}"), &[]).await?;
+        let env: JobEnvelope = self.get(&format!("/v1/jobs/{id}"), NO_QUERY).await?;
         Ok(env.job)
     }
 
-    /// Lists jobs; `query` holds filters and paging as the API names them
-    /// (`namespace`, `status`, `meta.KEY`, `page`, `size`, `sort`, `order`, ...).
-    pub async fn list_jobs(&self, query: &[(&str, String)]) -> Result<JobPage> {
-        self.get("/v1/jobs", query).await
+    /// One page of jobs matching `query`.
+    pub async fn list_jobs(&self, query: &JobQuery) -> Result<JobPage> {
+        self.get("/v1/jobs", &query.pairs()).await
     }
 
     pub async fn set_job_status(
@@ -172,22 +244,30 @@ impl Client {
 
     pub async fn get_task(&self, job: JobId, task: TaskId) -> Result<Task> {
         let env: TaskEnvelope = self
-            .get(&format!("/v1/jobs/{job}/tasks/{task}"), &[])
+            .get(&format!("/v1/jobs/{job}/tasks/{task}"), NO_QUERY)
             .await?;
         Ok(env.task)
     }
 
-    pub async fn list_tasks(&self, job: JobId, query: &[(&str, String)]) -> Result<TaskPage> {
-        self.get(&format!("/v1/jobs/{job}/tasks"), query).await
+    /// One page of a job's tasks matching `query`.
+    pub async fn list_tasks(&self, job: JobId, query: &TaskQuery) -> Result<TaskPage> {
+        self.get(&format!("/v1/jobs/{job}/tasks"), &query.pairs())
+            .await
     }
 
     /// Every task of a job, page by page.
     pub async fn all_tasks(&self, job: JobId) -> Result<Vec<Task>> {
         let mut out = Vec::new();
         for page in 1.. {
-            let p = self
-                .list_tasks(job, &[("page", page.to_string()), ("size", "1000".into())])
-                .await?;
+            let query = TaskQuery {
+                paging: PageQuery {
+                    page: Some(page),
+                    size: Some(1000),
+                    ..PageQuery::default()
+                },
+                ..TaskQuery::default()
+            };
+            let p = self.list_tasks(job, &query).await?;
             let n = p.tasks.len();
             out.extend(p.tasks);
             if n < 1000 {
@@ -281,5 +361,15 @@ impl Client {
             None => format!("/v1/jobs/{job}/history"),
         };
         self.call(Method::POST, &path, note).await
+    }
+
+    /// `GET /healthz`: the process is up.
+    pub async fn healthz(&self) -> Result<serde_json::Value> {
+        self.get("/healthz", NO_QUERY).await
+    }
+
+    /// `GET /readyz`: the server can reach its store (503 [`ErrorKind::Unavailable`] when not).
+    pub async fn readyz(&self) -> Result<serde_json::Value> {
+        self.get("/readyz", NO_QUERY).await
     }
 }

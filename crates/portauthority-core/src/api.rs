@@ -13,6 +13,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use serde_json::value::RawValue;
 
+pub mod webhooks;
+
 // ---------------------------------------------------------------------------------------
 // Resources
 
@@ -38,6 +40,39 @@ pub struct Job {
     pub timeout_seconds: Option<i64>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
+    /// How far the job is, how fast its tasks finish and when it will end, as of the read.
+    pub progress: JobProgress,
+}
+
+/// A job's progress (see `progress.rs` for the estimate).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct JobProgress {
+    /// Terminal tasks over all tasks, 0 to 1; null when the job has no tasks.
+    pub fraction: Option<f64>,
+    /// Tasks reaching a terminal status per minute, a moving average with a half-life of
+    /// a minute that decays while none finish; null until a few have finished.
+    pub rate_per_minute: Option<f64>,
+    /// When the last task should finish at that rate; null when `eta_reason` says why.
+    pub eta: Option<Timestamp>,
+    pub eta_reason: Option<EtaReason>,
+}
+
+/// Why a job has no ETA.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum EtaReason {
+    /// The job has no tasks.
+    NoTasks,
+    /// Too few tasks have finished yet to measure a rate.
+    TooFewSamples,
+    /// No task has finished for several times the usual gap.
+    Stalled,
+    /// The job has ended.
+    Terminal,
+    /// `auto_complete` is false: the job ends when a client says so.
+    OpenEnded,
 }
 
 /// Progress a task reports: `current` of `total` (units are the client's).
@@ -219,17 +254,31 @@ pub enum SortField {
 }
 
 impl SortField {
+    pub const ALL: [SortField; 7] = [
+        SortField::StartTime,
+        SortField::EndTime,
+        SortField::CreatedAt,
+        SortField::UpdatedAt,
+        SortField::Type,
+        SortField::Namespace,
+        SortField::Status,
+    ];
+
+    /// The wire name (what `sort=` takes).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            SortField::StartTime => "start_time",
+            SortField::EndTime => "end_time",
+            SortField::CreatedAt => "created_at",
+            SortField::UpdatedAt => "updated_at",
+            SortField::Type => "type",
+            SortField::Namespace => "namespace",
+            SortField::Status => "status",
+        }
+    }
+
     pub fn parse(s: &str) -> Option<SortField> {
-        Some(match s {
-            "start_time" => SortField::StartTime,
-            "end_time" => SortField::EndTime,
-            "created_at" => SortField::CreatedAt,
-            "updated_at" => SortField::UpdatedAt,
-            "type" => SortField::Type,
-            "namespace" => SortField::Namespace,
-            "status" => SortField::Status,
-            _ => return None,
-        })
+        SortField::ALL.into_iter().find(|f| f.as_str() == s)
     }
 }
 
@@ -239,6 +288,16 @@ pub enum SortOrder {
     #[default]
     Asc,
     Desc,
+}
+
+impl SortOrder {
+    /// The wire name (what `order=` takes).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            SortOrder::Asc => "asc",
+            SortOrder::Desc => "desc",
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ use crate::api::{EventKind, HistoryEvent, Job, NewJob, NewTask, Task};
 use crate::command::{AddTasks, NewNote, SetJobStatus, TaskUpdate};
 use crate::ids::{JobId, TaskId};
 use crate::machine::{self, EventDraft, JobState, Refusal, TaskChange, TaskState};
+use crate::progress::{self, Rate};
 use crate::status::Status;
 use crate::time::Timestamp;
 use crate::validate::Meta;
@@ -32,7 +33,7 @@ pub const fn published(kind: EventKind) -> bool {
 }
 
 /// What a command reads and writes of a job row besides its tasks.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct JobHead {
     pub state: JobState,
     /// The per-job sequence number of the job's last history event (0: none yet).
@@ -40,6 +41,9 @@ pub struct JobHead {
     /// When the job times out while it is open: its `start_time` plus its
     /// `timeout_seconds`, fixed at creation (see [`job_times_out_at`]).
     pub times_out_at: Option<Timestamp>,
+    /// How fast its tasks finish: moved by the write that moves the counters (see
+    /// [`Jobs::finish`]), so it changes only when the state does.
+    pub rate: Rate,
 }
 
 impl JobHead {
@@ -76,9 +80,26 @@ pub struct StoredJob {
     /// See `JobState::explicit`.
     pub explicit: bool,
     pub last_seq: i64,
+    pub rate: Rate,
+}
+
+/// `job.progress` as of `now`, from its counters and `rate`.
+pub fn set_progress(job: &mut Job, rate: &Rate, now: Timestamp) {
+    job.progress = progress::progress(job.status, job.auto_complete, &job.tasks, rate, now);
 }
 
 impl StoredJob {
+    /// A row as loaded, its progress as of `now` (the time of the read).
+    pub fn loaded(mut job: Job, explicit: bool, last_seq: i64, rate: Rate, now: Timestamp) -> Self {
+        set_progress(&mut job, &rate, now);
+        StoredJob {
+            job,
+            explicit,
+            last_seq,
+            rate,
+        }
+    }
+
     pub fn head(&self) -> JobHead {
         JobHead {
             state: JobState {
@@ -90,6 +111,7 @@ impl StoredJob {
             },
             last_seq: self.last_seq,
             times_out_at: job_times_out_at(&self.job),
+            rate: self.rate,
         }
     }
 
@@ -101,9 +123,11 @@ impl StoredJob {
         self.job.tasks = s.counters;
         self.explicit = s.explicit;
         self.last_seq = w.after.last_seq;
+        self.rate = w.after.rate;
         if w.state_changed() {
             self.job.updated_at = now;
         }
+        set_progress(&mut self.job, &self.rate, now);
     }
 }
 
@@ -161,7 +185,7 @@ impl NewEvent {
 }
 
 /// A job whose row changes: its head as loaded and as it must be written.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct JobWrite {
     pub id: JobId,
     pub before: JobHead,
@@ -282,9 +306,14 @@ impl Jobs {
         self.index.get(&id).map(|&i| &self.heads[i].2)
     }
 
-    /// Adds a write for every job whose head changed.
+    /// Adds a write for every job whose head changed, its rate moved by the tasks the plan
+    /// finishes (net of retries that reopen finished ones) at the plan's time.
     fn finish(self, plan: &mut Plan) {
-        for (id, before, after) in self.heads {
+        for (id, before, mut after) in self.heads {
+            let finished = |h: &JobHead| h.state.counters.total - h.state.counters.open();
+            after.rate = before
+                .rate
+                .record(finished(&after) - finished(&before), plan.now);
             if before != after {
                 plan.jobs.push(JobWrite { id, before, after });
             }
@@ -380,7 +409,7 @@ pub fn create_job(
         }
     }
     let state = machine::new_job(new.auto_complete, new.tasks.len() as i64);
-    let job = Job {
+    let mut job = Job {
         id: new.id,
         correlation_id: new.correlation_id.clone(),
         job_type: new.job_type.as_str().to_owned(),
@@ -394,12 +423,15 @@ pub fn create_job(
         timeout_seconds: new.timeout_seconds,
         created_at: now,
         updated_at: now,
+        progress: Default::default(),
     };
+    set_progress(&mut job, &Rate::default(), now);
     // Numbered from nothing: the inserted row carries the `last_seq` its events leave.
     let empty = JobHead {
         state,
         last_seq: 0,
         times_out_at: job_times_out_at(&job),
+        rate: Rate::default(),
     };
     let mut jobs = Jobs::new();
     let created = EventDraft::simple(EventKind::Created);

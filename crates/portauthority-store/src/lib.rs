@@ -156,6 +156,11 @@ pub trait Store: Send + Sync + 'static {
     /// still commit before it. Each job's events come in their `job_seq` order.
     async fn feed(&self, after: Position, limit: u32) -> Result<Vec<FeedEvent>, StoreError>;
 
+    /// The end of the feed now: every event readable now is at or before it, every event
+    /// after it becomes readable later. A reader that starts there sees what commits from
+    /// now on, and nothing older.
+    async fn feed_head(&self) -> Result<Position, StoreError>;
+
     /// Bumped after every commit that may have added feed events (in this process, and on
     /// PostgreSQL in every process sharing the database, while the store's background
     /// loops run), so that feed readers need not poll. Outbox claims and acks add none and

@@ -135,14 +135,13 @@ impl Server {
             .timeout(Duration::from_secs(1))
             .build()
             .expect("http client");
+        let client = Client::with_http(http, self.base.clone());
         let until = Instant::now() + within;
         while Instant::now() < until {
             if let Ok(Some(_)) = self.child.try_wait() {
                 return false;
             }
-            if let Ok(r) = http.get(format!("{}/healthz", self.base)).send().await
-                && r.status().is_success()
-            {
+            if client.healthz().await.is_ok() {
                 return true;
             }
             tokio::time::sleep(Duration::from_millis(25)).await;

@@ -1,17 +1,38 @@
-//! Command-line parsing and the subcommands.
+//! Command-line parsing and the subcommands: the server's (`serve`, `worker`, `migrate`,
+//! ...) here, the client's (`job`, `task`, `history`) in their own modules.
+
+mod client;
+mod flags;
+mod history;
+mod job;
+mod output;
+mod task;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use portauthority_core::RetentionPolicy;
 use portauthority_core::retention::parse_age;
 use portauthority_server::{App, Config};
+use std::process::ExitCode;
 use std::time::Duration;
 
 #[derive(Parser, Debug)]
 #[command(
     name = "portauthority",
     version,
-    about = "Job management and task tracking service"
+    about = "Job management and task tracking service",
+    after_long_help = "\
+Run a server, then talk to it:
+  portauthority serve                                   # http://127.0.0.1:8080, data in ./portauthority.db
+  portauthority job create --type send --namespace com.shipyard.email --tasks 3
+  portauthority job list
+  portauthority task list JOB_ID
+  portauthority task complete JOB_ID TASK_ID
+
+The client commands (job, task, history) take --url (PORTAUTHORITY_URL), --token
+(PORTAUTHORITY_TOKEN) and --output table|json. Exit codes: 0 ok, 1 unexpected failure,
+2 usage error, 3 not found, 4 conflict, 5 invalid input, 6 server unavailable or
+unreachable, 7 unauthorized or forbidden."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -20,6 +41,12 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Jobs: create, get, list, set status, cancel.
+    Job(job::JobArgs),
+    /// Tasks of a job: add, get, list, start, complete, fail, heartbeat.
+    Task(task::TaskArgs),
+    /// The history of a job or task: list events, post notes.
+    History(history::HistoryArgs),
     /// Run the HTTP API and, unless --no-worker, the worker loops (applies pending
     /// migrations first).
     Serve(ServeArgs),
@@ -35,6 +62,8 @@ enum Command {
     /// Load realistic jobs in bulk, straight into the database (for benchmarks and
     /// list-performance work; see docs/list-performance.md).
     Seed(SeedArgs),
+    /// Exit 0 when the server's /readyz answers 200, 1 otherwise (container health checks).
+    Healthcheck(crate::healthcheck::HealthcheckArgs),
 }
 
 #[derive(Args, Debug)]
@@ -264,8 +293,28 @@ impl RetentionArgs {
     }
 }
 
-pub async fn run(cli: Cli) -> anyhow::Result<()> {
+/// Runs a command to its exit code. The client commands give the codes of
+/// DESIGN.md "CLI exit codes"; the others succeed or fail (1).
+pub async fn run(cli: Cli) -> ExitCode {
     match cli.command {
+        Command::Job(a) => client::run(&a.conn, |ctx| job::run(ctx, a.command)).await,
+        Command::Task(a) => client::run(&a.conn, |ctx| task::run(ctx, a.command)).await,
+        Command::History(a) => client::run(&a.conn, |ctx| history::run(ctx, a.command)).await,
+        other => match run_service(other).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}
+
+async fn run_service(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Job(_) | Command::Task(_) | Command::History(_) => {
+            unreachable!("client commands run in `run`")
+        }
         Command::Serve(args) => serve(args).await,
         Command::Worker(args) => worker(args).await,
         Command::Migrate(args) => {
@@ -292,6 +341,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::Healthcheck(args) => crate::healthcheck::check(&args).await,
         Command::Openapi => {
             println!(
                 "{}",
@@ -383,7 +433,7 @@ async fn worker(args: WorkerCommand) -> anyhow::Result<()> {
 /// A duration flag: a number and a unit, `300ms`, `10s`, `1.5s`, `2m` (or `2min`), `1h`. A
 /// bare number is refused rather than guessed at (PostgreSQL reads one as milliseconds,
 /// people often mean seconds), and so is zero: every timeout is meant to end.
-fn duration(raw: &str) -> Result<Duration, String> {
+pub(crate) fn duration(raw: &str) -> Result<Duration, String> {
     let raw = raw.trim();
     let split = raw
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
@@ -515,12 +565,7 @@ async fn bench(b: BenchCommand) -> anyhow::Result<()> {
     };
     let client = portauthority_client::Client::new(url.clone());
     let started = std::time::Instant::now();
-    while client
-        .request(reqwest::Method::GET, "/healthz")
-        .send()
-        .await
-        .is_err()
-    {
+    while client.healthz().await.is_err() {
         anyhow::ensure!(
             started.elapsed().as_secs() < 30,
             "server at {url} did not come up"

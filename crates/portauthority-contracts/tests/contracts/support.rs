@@ -56,6 +56,7 @@ pub fn job(namespace: &str) -> Job {
         timeout_seconds: None,
         created_at: ts("2020-09-18T06:09:27.132Z"),
         updated_at: ts("2020-09-18T06:10:01.410Z"),
+        progress: Default::default(),
     }
 }
 

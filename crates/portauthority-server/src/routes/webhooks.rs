@@ -9,123 +9,49 @@ use axum::Json;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use portauthority_contracts::EventType;
+use portauthority_core::api::webhooks::{
+    CreateWebhookRequest, DeliveryAttempt, DeliveryList, WebhookEnvelope, WebhookList,
+    WebhookResource,
+};
 use portauthority_core::validate::bounded_text;
-use portauthority_core::{Name, Timestamp, ValidationErrors};
+use portauthority_core::{Name, ValidationErrors};
 use portauthority_store::{AttemptEntry, NewWebhook, Webhook};
 use portauthority_worker::webhooks::{guard, sign};
-use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 /// Longest accepted URL and description, in characters.
 const URL_MAX: usize = 2048;
 const DESCRIPTION_MAX: usize = 1024;
 
-/// Body of `POST /v1/webhooks`.
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-pub struct CreateWebhookRequest {
-    /// Where events are posted: an `http` or `https` URL whose host is not a loopback,
-    /// private or link-local address (unless the server allows private targets).
-    pub url: String,
-    /// Only events of jobs in this namespace or under it (`com.a` takes `com.a` and
-    /// `com.a.b`, not `com.ab`). Default: every namespace.
-    #[serde(default)]
-    pub namespace: Option<String>,
-    /// Only these CloudEvent types (e.g. `portauthority.task.status_changed.v1`). Default:
-    /// every type.
-    #[serde(default)]
-    pub events: Option<Vec<String>>,
-    #[serde(default)]
-    pub description: Option<String>,
-}
-
-/// A webhook, without its secret.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct WebhookResource {
-    #[schema(value_type = String, format = Uuid)]
-    pub id: Uuid,
-    pub url: String,
-    pub namespace: Option<String>,
-    pub events: Option<Vec<String>>,
-    pub description: Option<String>,
-    /// False once the endpoint answered `410 Gone` or failed for too long.
-    pub enabled: bool,
-    /// Why it is disabled; null while enabled.
-    pub disabled_reason: Option<String>,
-    pub created_at: Timestamp,
-    /// Since when every attempt has failed; null while it delivers.
-    pub failing_since: Option<Timestamp>,
-    /// `whsec_` and the base64 of the signing key: in the response to its creation only.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub secret: Option<String>,
-}
-
-impl From<Webhook> for WebhookResource {
-    fn from(w: Webhook) -> Self {
-        WebhookResource {
-            id: w.id,
-            url: w.url,
-            namespace: w.namespace,
-            events: w.events,
-            description: w.description,
-            enabled: w.enabled,
-            disabled_reason: w.disabled_reason,
-            created_at: w.created_at,
-            failing_since: w.failing_since,
-            secret: None,
-        }
+/// The wire form of a stored webhook, without its secret (a function, not `From`: both
+/// types live in other crates).
+fn resource(w: Webhook) -> WebhookResource {
+    WebhookResource {
+        id: w.id,
+        url: w.url,
+        namespace: w.namespace,
+        events: w.events,
+        description: w.description,
+        enabled: w.enabled,
+        disabled_reason: w.disabled_reason,
+        created_at: w.created_at,
+        failing_since: w.failing_since,
+        secret: None,
     }
 }
 
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct WebhookEnvelope {
-    pub webhook: WebhookResource,
-}
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct WebhookList {
-    pub webhooks: Vec<WebhookResource>,
-}
-
-/// One attempt at a delivery, or a delivery not attempted yet (`attempt` 0, `time` when
-/// it was queued).
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct DeliveryAttempt {
-    /// The delivery (the same for every attempt at one event): what `.../retry` takes.
-    #[schema(value_type = String, format = Uuid)]
-    pub id: Uuid,
-    /// The CloudEvent id, sent as `webhook-id`.
-    pub event_id: String,
-    pub attempt: u32,
-    pub time: Timestamp,
-    /// The delivery's state after this attempt (now, for its latest attempt).
-    #[schema(value_type = String, example = "pending")]
-    pub state: &'static str,
-    pub status_code: Option<u16>,
-    pub latency_ms: Option<u64>,
-    pub error: Option<String>,
-    /// When the next attempt is due, while pending.
-    pub next_attempt_at: Option<Timestamp>,
-}
-
-impl From<AttemptEntry> for DeliveryAttempt {
-    fn from(e: AttemptEntry) -> Self {
-        DeliveryAttempt {
-            id: e.delivery_id,
-            event_id: e.event_id,
-            attempt: e.attempt,
-            time: e.time,
-            state: e.state.as_str(),
-            status_code: e.status_code,
-            latency_ms: e.latency_ms,
-            error: e.error,
-            next_attempt_at: e.next_attempt_at,
-        }
+fn attempt(e: AttemptEntry) -> DeliveryAttempt {
+    DeliveryAttempt {
+        id: e.delivery_id,
+        event_id: e.event_id,
+        attempt: e.attempt,
+        time: e.time,
+        state: e.state.as_str().to_owned(),
+        status_code: e.status_code,
+        latency_ms: e.latency_ms,
+        error: e.error,
+        next_attempt_at: e.next_attempt_at,
     }
-}
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct DeliveryList {
-    pub deliveries: Vec<DeliveryAttempt>,
 }
 
 /// A webhook id in a path: malformed names no webhook (404).
@@ -201,7 +127,7 @@ pub async fn create(
 ) -> ApiResult<WebhookEnvelope> {
     let new = validate(&state, body).await?;
     let secret = new.secret.clone();
-    let mut webhook = WebhookResource::from(state.store.create_webhook(new).await?);
+    let mut webhook = resource(state.store.create_webhook(new).await?);
     webhook.secret = Some(secret);
     Ok(Json(WebhookEnvelope { webhook }))
 }
@@ -212,7 +138,7 @@ pub async fn create(
 pub async fn list(State(state): State<AppState>) -> ApiResult<WebhookList> {
     let webhooks = state.store.list_webhooks().await?;
     Ok(Json(WebhookList {
-        webhooks: webhooks.into_iter().map(WebhookResource::from).collect(),
+        webhooks: webhooks.into_iter().map(resource).collect(),
     }))
 }
 
@@ -226,7 +152,7 @@ pub async fn get(
 ) -> ApiResult<WebhookEnvelope> {
     let webhook = state.store.get_webhook(webhook_id(&id)?).await?;
     Ok(Json(WebhookEnvelope {
-        webhook: webhook.into(),
+        webhook: resource(webhook),
     }))
 }
 
@@ -259,7 +185,7 @@ pub async fn deliveries(
     q.finish("size")?;
     let log = state.store.list_deliveries(id, size).await?;
     Ok(Json(DeliveryList {
-        deliveries: log.into_iter().map(DeliveryAttempt::from).collect(),
+        deliveries: log.into_iter().map(attempt).collect(),
     }))
 }
 

@@ -85,6 +85,20 @@ pub(crate) async fn read(
     Ok(Vec::new())
 }
 
+/// The end of the feed: the last place below the snapshot's xmin. Every event with a
+/// horizon below the xmin is final (its transaction's id is below its horizon, so below the
+/// xmin: finished), and every event still to come has a horizon at or above it.
+pub(crate) async fn head(c: &mut PgConnection) -> Result<Position, sqlx::Error> {
+    let xmin: i64 =
+        sqlx::query_scalar("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
+            .fetch_one(&mut *c)
+            .await?;
+    Ok(Position {
+        horizon: (xmin - 1).max(0) as u64,
+        seq: i64::MAX,
+    })
+}
+
 /// See `Store::claim_outbox`. Inside one transaction: read a window of the outbox in `seq`
 /// order (its primary key) without the jobs other relays hold, lease its first jobs, read
 /// their rows. Two relays that pick the same job meet on the lease's primary key: the

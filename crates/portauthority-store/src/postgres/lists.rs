@@ -243,6 +243,7 @@ pub(crate) async fn list_jobs(
     c: &mut PgConnection,
     filter: &JobFilter,
     paging: &Paging,
+    now: Timestamp,
 ) -> Result<Page<Job>, sqlx::Error> {
     let filter = &filter.with_meta_merged();
     let total = count_jobs(c, filter).await?;
@@ -275,7 +276,7 @@ pub(crate) async fn list_jobs(
         .await?;
     let items = rows
         .iter()
-        .map(|r| job_from_row(r).map(|j| j.job))
+        .map(|r| job_from_row(r, now).map(|j| j.job))
         .collect::<Result<_, _>>()?;
     Ok(Page {
         items,

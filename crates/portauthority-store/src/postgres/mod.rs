@@ -496,8 +496,9 @@ impl Store for PgStore {
     }
 
     async fn get_job(&self, id: JobId) -> Result<Job, StoreError> {
+        let now = self.env.now();
         let mut c = self.conn().await?;
-        let row = rows::job(&mut c, id, false).await;
+        let row = rows::job(&mut c, id, false, now).await;
         c.finish(row)
             .map_err(db_error)?
             .map(|r| r.job)
@@ -505,8 +506,9 @@ impl Store for PgStore {
     }
 
     async fn list_jobs(&self, filter: JobFilter, paging: Paging) -> Result<Page<Job>, StoreError> {
+        let now = self.env.now();
         let mut c = self.conn().await?;
-        let page = lists::list_jobs(&mut c, &filter, &paging).await;
+        let page = lists::list_jobs(&mut c, &filter, &paging, now).await;
         c.finish(page).map_err(db_error)
     }
 
@@ -539,7 +541,7 @@ impl Store for PgStore {
     ) -> Result<Page<Task>, StoreError> {
         let mut c = self.conn().await?;
         let page = async {
-            if rows::job(&mut c, job_id, false)
+            if rows::job(&mut c, job_id, false, self.env.now())
                 .await
                 .map_err(db_error)?
                 .is_none()
@@ -576,7 +578,7 @@ impl Store for PgStore {
         let events = async {
             match scope {
                 HistoryScope::Job(job_id) => {
-                    if rows::job(&mut c, job_id, false)
+                    if rows::job(&mut c, job_id, false, self.env.now())
                         .await
                         .map_err(db_error)?
                         .is_none()
@@ -631,6 +633,12 @@ impl Store for PgStore {
         let mut c = self.conn().await?;
         let events = feed::read(&mut c, after, limit).await;
         c.finish(events).map_err(db_error)
+    }
+
+    async fn feed_head(&self) -> Result<Position, StoreError> {
+        let mut c = self.conn().await?;
+        let head = feed::head(&mut c).await;
+        c.finish(head).map_err(db_error)
     }
 
     fn feed_signal(&self) -> watch::Receiver<u64> {

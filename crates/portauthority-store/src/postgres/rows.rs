@@ -4,14 +4,15 @@
 use chrono::{DateTime, Utc};
 use portauthority_core::api::{EventKind, HistoryEvent, Job, Progress, Task};
 use portauthority_core::plan::StoredJob;
-use portauthority_core::{Counters, JobId, Status, TaskId, Timestamp};
+use portauthority_core::{Counters, JobId, Rate, Status, TaskId, Timestamp};
 use serde_json::value::RawValue;
 use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, Row};
 
 pub(crate) const JOB_COLUMNS: &str = "id, correlation_id, type, namespace, status, status_explicit, auto_complete, \
     start_time, end_time, tasks_total, tasks_pending, tasks_in_progress, tasks_failed, tasks_completed, \
-    tasks_cancelled, meta::text, created_at, updated_at, last_seq, timeout_seconds";
+    tasks_cancelled, meta::text, created_at, updated_at, last_seq, timeout_seconds, rate_samples, \
+    rate_weight, rate_since, rate_last";
 
 pub(crate) const TASK_COLUMNS: &str = "id, job_id, type, namespace, status, attempt, start_time, end_time, \
     progress_current, progress_total, error, meta::text, timeout_seconds, created_at, updated_at";
@@ -42,9 +43,19 @@ fn progress(current: Option<i64>, total: Option<i64>) -> Option<Progress> {
     })
 }
 
-pub(crate) fn job_from_row(r: &PgRow) -> Result<StoredJob, sqlx::Error> {
-    Ok(StoredJob {
-        job: Job {
+/// A job row; its progress as of `now`.
+pub(crate) fn job_from_row(r: &PgRow, now: Timestamp) -> Result<StoredJob, sqlx::Error> {
+    let opt_time = |i: usize| -> Result<Option<Timestamp>, sqlx::Error> {
+        Ok(r.try_get::<Option<DateTime<Utc>>, _>(i)?.map(time))
+    };
+    let rate = Rate {
+        samples: r.try_get(20)?,
+        weight: r.try_get(21)?,
+        since: opt_time(22)?,
+        last: opt_time(23)?,
+    };
+    Ok(StoredJob::loaded(
+        Job {
             id: JobId::from_uuid(r.try_get(0)?),
             correlation_id: r.try_get(1)?,
             job_type: r.try_get(2)?,
@@ -52,7 +63,7 @@ pub(crate) fn job_from_row(r: &PgRow) -> Result<StoredJob, sqlx::Error> {
             status: status(r.try_get(4)?)?,
             auto_complete: r.try_get(6)?,
             start_time: time(r.try_get(7)?),
-            end_time: r.try_get::<Option<DateTime<Utc>>, _>(8)?.map(time),
+            end_time: opt_time(8)?,
             tasks: Counters {
                 total: r.try_get(9)?,
                 pending: r.try_get(10)?,
@@ -65,10 +76,13 @@ pub(crate) fn job_from_row(r: &PgRow) -> Result<StoredJob, sqlx::Error> {
             timeout_seconds: r.try_get(19)?,
             created_at: time(r.try_get(16)?),
             updated_at: time(r.try_get(17)?),
+            progress: Default::default(),
         },
-        explicit: r.try_get(5)?,
-        last_seq: r.try_get(18)?,
-    })
+        r.try_get(5)?,
+        r.try_get(18)?,
+        rate,
+        now,
+    ))
 }
 
 pub(crate) fn task_from_row(r: &PgRow) -> Result<Task, sqlx::Error> {
@@ -113,11 +127,13 @@ pub(crate) fn event_from_row(r: &PgRow) -> Result<HistoryEvent, sqlx::Error> {
     })
 }
 
-/// Loads a job; `lock` takes its row lock for the rest of the transaction.
+/// Loads a job, its progress as of `now`; `lock` takes its row lock for the rest of the
+/// transaction.
 pub(crate) async fn job(
     c: &mut PgConnection,
     id: JobId,
     lock: bool,
+    now: Timestamp,
 ) -> Result<Option<StoredJob>, sqlx::Error> {
     let sql = if lock {
         format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1 FOR UPDATE")
@@ -128,7 +144,7 @@ pub(crate) async fn job(
         .bind(id.as_uuid())
         .fetch_optional(c)
         .await?
-        .map(|r| job_from_row(&r))
+        .map(|r| job_from_row(&r, now))
         .transpose()
 }
 
@@ -137,10 +153,11 @@ pub(crate) async fn job(
 pub(crate) async fn jobs_locked(
     c: &mut PgConnection,
     ids: &[uuid::Uuid],
+    now: Timestamp,
 ) -> Result<Vec<StoredJob>, sqlx::Error> {
     // One row: the plain statement, planned once (see postgres::SCALAR_ROWS).
     if let [id] = ids {
-        return Ok(job(c, JobId::from_uuid(*id), true)
+        return Ok(job(c, JobId::from_uuid(*id), true, now)
             .await?
             .into_iter()
             .collect());
@@ -152,7 +169,7 @@ pub(crate) async fn jobs_locked(
     .fetch_all(c)
     .await?
     .iter()
-    .map(job_from_row)
+    .map(|r| job_from_row(r, now))
     .collect()
 }
 

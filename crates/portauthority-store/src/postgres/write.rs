@@ -39,8 +39,8 @@ async fn stored_tasks(
         .collect())
 }
 
-async fn lock_job(c: &mut PgConnection, id: JobId) -> TxResult<Option<StoredJob>> {
-    Ok(rows::job(c, id, true).await?)
+async fn lock_job(c: &mut PgConnection, id: JobId, now: Timestamp) -> TxResult<Option<StoredJob>> {
+    Ok(rows::job(c, id, true, now).await?)
 }
 
 pub(crate) async fn create_job(
@@ -48,7 +48,7 @@ pub(crate) async fn create_job(
     new: NewJob,
     now: Timestamp,
 ) -> TxResult<Created<Job>> {
-    let existing = rows::job(c, new.id, false).await?;
+    let existing = rows::job(c, new.id, false, now).await?;
     let stored = stored_tasks(c, new.tasks.iter().map(|t| t.id)).await?;
     // A concurrent create of the same job committed between the two reads: its tasks are
     // visible, the job was not yet. Reading again sees both.
@@ -65,7 +65,7 @@ pub(crate) async fn add_tasks(
     cmd: AddTasks,
     now: Timestamp,
 ) -> TxResult<Vec<Task>> {
-    let job = lock_job(c, cmd.job_id).await?.map(|j| j.head());
+    let job = lock_job(c, cmd.job_id, now).await?.map(|j| j.head());
     let stored = stored_tasks(c, cmd.tasks.iter().map(|t| t.id)).await?;
     let (plan, tasks) = plan::add_tasks(cmd, job, &stored, now)?;
     execute(c, &plan).await?;
@@ -77,7 +77,7 @@ pub(crate) async fn set_job_status(
     cmd: SetJobStatus,
     now: Timestamp,
 ) -> TxResult<Job> {
-    let job = lock_job(c, cmd.job_id).await?;
+    let job = lock_job(c, cmd.job_id, now).await?;
     let open = match &job {
         Some(j) if plan::set_job_status_cancels(&j.head().state, cmd.to) => {
             rows::open_tasks(c, cmd.job_id).await?
@@ -101,7 +101,7 @@ pub(crate) async fn update_tasks(
     let mut job_ids: Vec<uuid::Uuid> = updates.iter().map(|u| *u.job_id.as_uuid()).collect();
     job_ids.sort_unstable();
     job_ids.dedup();
-    let jobs: HashMap<JobId, JobHead> = rows::jobs_locked(c, &job_ids)
+    let jobs: HashMap<JobId, JobHead> = rows::jobs_locked(c, &job_ids, now)
         .await?
         .into_iter()
         .map(|r| (r.job.id, r.head()))
@@ -120,7 +120,7 @@ pub(crate) async fn add_note(
     note: NewNote,
     now: Timestamp,
 ) -> TxResult<HistoryEvent> {
-    let job = lock_job(c, note.job_id).await?.map(|j| j.head());
+    let job = lock_job(c, note.job_id, now).await?.map(|j| j.head());
     let task = match note.task_id {
         Some(id) => rows::task(c, id).await?,
         None => None,
@@ -459,7 +459,8 @@ async fn write_jobs(c: &mut PgConnection, writes: &[JobWrite], now: Timestamp) -
             sqlx::query(
                 "UPDATE jobs SET status = $2, status_explicit = $3, end_time = $4, tasks_total = $5,
                  tasks_pending = $6, tasks_in_progress = $7, tasks_failed = $8, tasks_completed = $9,
-                 tasks_cancelled = $10, updated_at = $11, last_seq = $12, deadline = $13
+                 tasks_cancelled = $10, updated_at = $11, last_seq = $12, deadline = $13,
+                 rate_samples = $14, rate_weight = $15, rate_since = $16, rate_last = $17
                  WHERE id = $1",
             )
             .bind(w.id.as_uuid())
@@ -475,6 +476,10 @@ async fn write_jobs(c: &mut PgConnection, writes: &[JobWrite], now: Timestamp) -
             .bind(ts(now))
             .bind(w.after.last_seq)
             .bind(w.after.deadline().map(ts))
+            .bind(w.after.rate.samples)
+            .bind(w.after.rate.weight)
+            .bind(w.after.rate.since.map(ts))
+            .bind(w.after.rate.last.map(ts))
             .execute(&mut *c)
             .await?;
         }
@@ -482,6 +487,7 @@ async fn write_jobs(c: &mut PgConnection, writes: &[JobWrite], now: Timestamp) -
     }
     let (mut id, mut status, mut explicit, mut end_time) = (vec![], vec![], vec![], vec![]);
     let (mut touch, mut last_seq, mut deadline) = (vec![], vec![], vec![]);
+    let (mut samples, mut weight, mut since, mut last) = (vec![], vec![], vec![], vec![]);
     let mut counts: [Vec<i64>; 6] = Default::default();
     for w in writes {
         let s = &w.after.state;
@@ -492,6 +498,11 @@ async fn write_jobs(c: &mut PgConnection, writes: &[JobWrite], now: Timestamp) -
         touch.push(w.state_changed());
         last_seq.push(w.after.last_seq);
         deadline.push(w.after.deadline().map(ts));
+        let r = &w.after.rate;
+        samples.push(r.samples);
+        weight.push(r.weight);
+        since.push(r.since.map(ts));
+        last.push(r.last.map(ts));
         let n = &s.counters;
         let values = [
             n.total,
@@ -512,12 +523,14 @@ async fn write_jobs(c: &mut PgConnection, writes: &[JobWrite], now: Timestamp) -
              tasks_in_progress = v.in_progress, tasks_failed = v.failed,
              tasks_completed = v.completed, tasks_cancelled = v.cancelled,
              updated_at = CASE WHEN v.touch THEN $11 ELSE j.updated_at END,
-             last_seq = v.last_seq, deadline = v.deadline
+             last_seq = v.last_seq, deadline = v.deadline, rate_samples = v.samples,
+             rate_weight = v.weight, rate_since = v.since, rate_last = v.last
          FROM unnest($1::uuid[], $2::int2[], $3::bool[], $4::timestamptz[], $5::int8[],
                      $6::int8[], $7::int8[], $8::int8[], $9::int8[], $10::int8[], $12::bool[],
-                     $13::int8[], $14::timestamptz[])
+                     $13::int8[], $14::timestamptz[], $15::int8[], $16::float8[],
+                     $17::timestamptz[], $18::timestamptz[])
              AS v(id, status, explicit, end_time, total, pending, in_progress, failed,
-                  completed, cancelled, touch, last_seq, deadline)
+                  completed, cancelled, touch, last_seq, deadline, samples, weight, since, last)
          WHERE j.id = v.id",
     )
     .bind(id)
@@ -534,6 +547,10 @@ async fn write_jobs(c: &mut PgConnection, writes: &[JobWrite], now: Timestamp) -
     .bind(touch)
     .bind(last_seq)
     .bind(deadline)
+    .bind(samples)
+    .bind(weight)
+    .bind(since)
+    .bind(last)
     .execute(&mut *c)
     .await?;
     Ok(())

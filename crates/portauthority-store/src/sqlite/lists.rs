@@ -3,7 +3,7 @@
 
 use super::internal;
 use super::rows::{
-    HISTORY_COLUMNS, JOB_COLUMNS, TASK_COLUMNS, event_from_row, job, job_from_row, task,
+    HISTORY_COLUMNS, JOB_COLUMNS, TASK_COLUMNS, event_from_row, job_from_row, job_head, task,
     task_from_row,
 };
 use crate::StoreError;
@@ -249,6 +249,7 @@ pub(crate) fn list_jobs(
     c: &Connection,
     filter: &JobFilter,
     paging: &Paging,
+    now: Timestamp,
 ) -> Result<Page<Job>, StoreError> {
     let filter = &filter.with_meta_merged();
     let total = count_jobs(c, filter)?;
@@ -293,7 +294,7 @@ pub(crate) fn list_jobs(
         .prepare_cached(&sql)
         .map_err(internal)?
         .query_map(params_from_iter(cond.params.iter()), |r| {
-            job_from_row(r).map(|j| j.job)
+            job_from_row(r, now).map(|j| j.job)
         })
         .map_err(internal)?
         .collect::<rusqlite::Result<Vec<Job>>>()
@@ -339,7 +340,7 @@ pub(crate) fn list_tasks(
     filter: &TaskFilter,
     paging: &Paging,
 ) -> Result<Page<Task>, StoreError> {
-    if job(c, job_id)?.is_none() {
+    if job_head(c, job_id)?.is_none() {
         return Err(StoreError::job_not_found(job_id));
     }
     let mut cond = Conditions::default();
@@ -359,7 +360,7 @@ pub(crate) fn history(
 ) -> Result<Vec<HistoryEvent>, StoreError> {
     let (sql, key) = match scope {
         HistoryScope::Job(job_id) => {
-            if job(c, job_id)?.is_none() {
+            if job_head(c, job_id)?.is_none() {
                 return Err(StoreError::job_not_found(job_id));
             }
             ("job_id", job_id.as_bytes().to_vec())

@@ -49,6 +49,11 @@ const MIGRATIONS: &[Migration] = &[
         "feed_horizon",
         include_str!("../../migrations/sqlite/0008_feed_horizon.sql"),
     ),
+    (
+        9,
+        "job_rate",
+        include_str!("../../migrations/sqlite/0009_job_rate.sql"),
+    ),
 ];
 
 /// Applies what is pending and returns the schema version. Runs in one immediate

@@ -219,9 +219,10 @@ impl Store for SqliteStore {
     }
 
     async fn get_job(&self, id: JobId) -> Result<Job, StoreError> {
+        let now = self.env.now();
         self.readers
             .run(move |c| {
-                rows::job(c, id)?
+                rows::job(c, id, now)?
                     .map(|r| r.job)
                     .ok_or_else(|| StoreError::job_not_found(id))
             })
@@ -229,8 +230,9 @@ impl Store for SqliteStore {
     }
 
     async fn list_jobs(&self, filter: JobFilter, paging: Paging) -> Result<Page<Job>, StoreError> {
+        let now = self.env.now();
         self.readers
-            .run(move |c| lists::list_jobs(c, &filter, &paging))
+            .run(move |c| lists::list_jobs(c, &filter, &paging, now))
             .await
     }
 
@@ -316,6 +318,10 @@ impl Store for SqliteStore {
 
     async fn feed(&self, after: Position, limit: u32) -> Result<Vec<FeedEvent>, StoreError> {
         self.readers.run(move |c| rows::feed(c, after, limit)).await
+    }
+
+    async fn feed_head(&self) -> Result<Position, StoreError> {
+        self.readers.run(rows::feed_head).await
     }
 
     fn feed_signal(&self) -> tokio::sync::watch::Receiver<u64> {

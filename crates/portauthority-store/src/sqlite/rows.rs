@@ -4,14 +4,14 @@
 use super::internal;
 use crate::StoreError;
 use portauthority_core::api::{EventKind, HistoryEvent, Job, Progress, Task};
-use portauthority_core::{Counters, JobId, JobState, Status, TaskId, Timestamp, machine};
+use portauthority_core::{Counters, JobId, JobState, Rate, Status, TaskId, Timestamp, machine};
 use rusqlite::{Connection, OptionalExtension, Row};
 use serde_json::value::RawValue;
 
 pub(crate) const JOB_COLUMNS: &str = "id, correlation_id, type, namespace, status, status_explicit, \
     auto_complete, start_time, end_time, tasks_total, tasks_pending, tasks_in_progress, \
     tasks_failed, tasks_completed, tasks_cancelled, meta, created_at, updated_at, last_seq, \
-    timeout_seconds";
+    timeout_seconds, rate_samples, rate_weight, rate_since, rate_last";
 
 pub(crate) const TASK_COLUMNS: &str = "id, job_id, type, namespace, status, attempt, start_time, \
     end_time, progress_current, progress_total, error, meta, timeout_seconds, created_at, updated_at";
@@ -64,9 +64,20 @@ fn progress_cols(row: &Row<'_>, i: usize) -> rusqlite::Result<Option<Progress>> 
     }))
 }
 
-pub(crate) fn job_from_row(row: &Row<'_>) -> rusqlite::Result<StoredJob> {
-    Ok(StoredJob {
-        job: Job {
+/// The rate columns, from `i` on (samples, weight, since, last).
+fn rate_cols(row: &Row<'_>, i: usize) -> rusqlite::Result<Rate> {
+    Ok(Rate {
+        samples: row.get(i)?,
+        weight: row.get(i + 1)?,
+        since: opt_time_col(row, i + 2)?,
+        last: opt_time_col(row, i + 3)?,
+    })
+}
+
+/// A job row; its progress as of `now`.
+pub(crate) fn job_from_row(row: &Row<'_>, now: Timestamp) -> rusqlite::Result<StoredJob> {
+    Ok(StoredJob::loaded(
+        Job {
             id: JobId::from_uuid(uuid_col(row, 0)?),
             correlation_id: row.get(1)?,
             job_type: row.get(2)?,
@@ -87,10 +98,13 @@ pub(crate) fn job_from_row(row: &Row<'_>) -> rusqlite::Result<StoredJob> {
             timeout_seconds: row.get(19)?,
             created_at: time_col(row, 16)?,
             updated_at: time_col(row, 17)?,
+            progress: Default::default(),
         },
-        explicit: row.get(5)?,
-        last_seq: row.get(18)?,
-    })
+        row.get(5)?,
+        row.get(18)?,
+        rate_cols(row, 20)?,
+        now,
+    ))
 }
 
 pub(crate) fn task_from_row(row: &Row<'_>) -> rusqlite::Result<Task> {
@@ -131,10 +145,14 @@ pub(crate) fn event_from_row(row: &Row<'_>) -> rusqlite::Result<HistoryEvent> {
     })
 }
 
-pub(crate) fn job(c: &Connection, id: JobId) -> Result<Option<StoredJob>, StoreError> {
+pub(crate) fn job(
+    c: &Connection,
+    id: JobId,
+    now: Timestamp,
+) -> Result<Option<StoredJob>, StoreError> {
     c.prepare_cached(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1"))
         .map_err(internal)?
-        .query_row([id.as_bytes()], job_from_row)
+        .query_row([id.as_bytes()], |r| job_from_row(r, now))
         .optional()
         .map_err(internal)
 }
@@ -144,7 +162,8 @@ pub(crate) fn job_head(c: &Connection, id: JobId) -> Result<Option<JobHead>, Sto
     c.prepare_cached(
         "SELECT status, status_explicit, auto_complete, end_time, tasks_total, tasks_pending, \
          tasks_in_progress, tasks_failed, tasks_completed, tasks_cancelled, last_seq, \
-         start_time, timeout_seconds FROM jobs WHERE id = ?1",
+         start_time, timeout_seconds, rate_samples, rate_weight, rate_since, rate_last \
+         FROM jobs WHERE id = ?1",
     )
     .map_err(internal)?
     .query_row([id.as_bytes()], |r| {
@@ -166,6 +185,7 @@ pub(crate) fn job_head(c: &Connection, id: JobId) -> Result<Option<JobHead>, Sto
             state,
             last_seq: r.get(10)?,
             times_out_at: machine::times_out_at(time_col(r, 11)?, r.get(12)?),
+            rate: rate_cols(r, 13)?,
         })
     })
     .optional()
@@ -228,6 +248,15 @@ pub(crate) fn feed(
         })
     })
     .collect::<rusqlite::Result<_>>()
+    .map_err(internal)
+}
+
+/// The one writer commits in `seq` order: the largest committed `seq` is the end.
+pub(crate) fn feed_head(c: &Connection) -> Result<crate::Position, StoreError> {
+    c.query_row("SELECT coalesce(max(seq), 0) FROM history", [], |r| {
+        r.get(0)
+    })
+    .map(|seq| crate::Position { horizon: 0, seq })
     .map_err(internal)
 }
 

@@ -33,7 +33,7 @@ pub(crate) fn create_job(
     new: NewJob,
     now: Timestamp,
 ) -> Result<Created<Job>, StoreError> {
-    let existing = rows::job(c, new.id)?;
+    let existing = rows::job(c, new.id, now)?;
     let stored = stored_tasks(c, new.tasks.iter().map(|t| t.id))?;
     let (plan, created) = plan::create_job(new, existing, &stored, now)?;
     execute(c, &plan)?;
@@ -57,7 +57,7 @@ pub(crate) fn set_job_status(
     cmd: SetJobStatus,
     now: Timestamp,
 ) -> Result<Job, StoreError> {
-    let job = rows::job(c, cmd.job_id)?;
+    let job = rows::job(c, cmd.job_id, now)?;
     let open = match &job {
         Some(j) if plan::set_job_status_cancels(&j.head().state, cmd.to) => {
             rows::open_tasks(c, cmd.job_id)?
@@ -349,6 +349,9 @@ fn cancel_task(c: &Connection, id: TaskId, now: Timestamp) -> Result<(), StoreEr
 fn write_job(c: &Connection, w: &JobWrite, now: Timestamp) -> Result<(), StoreError> {
     let after = &w.after.state;
     let n = &after.counters;
+    // The rate moves only with the counters (`plan::Jobs::finish`): the branches that set
+    // counters set it too.
+    let rate = &w.after.rate;
     let id = w.id.as_bytes();
     let result = if !w.state_changed() {
         c.prepare_cached("UPDATE jobs SET last_seq = ?2 WHERE id = ?1")
@@ -358,7 +361,8 @@ fn write_job(c: &Connection, w: &JobWrite, now: Timestamp) -> Result<(), StoreEr
         c.prepare_cached(
             "UPDATE jobs SET tasks_total = ?2, tasks_pending = ?3, tasks_in_progress = ?4, \
              tasks_failed = ?5, tasks_completed = ?6, tasks_cancelled = ?7, updated_at = ?8, \
-             last_seq = ?9 WHERE id = ?1",
+             last_seq = ?9, rate_samples = ?10, rate_weight = ?11, rate_since = ?12, \
+             rate_last = ?13 WHERE id = ?1",
         )
         .map_err(internal)?
         .execute(params![
@@ -371,13 +375,18 @@ fn write_job(c: &Connection, w: &JobWrite, now: Timestamp) -> Result<(), StoreEr
             n.cancelled,
             now.as_millis(),
             w.after.last_seq,
+            rate.samples,
+            rate.weight,
+            millis(rate.since),
+            millis(rate.last),
         ])
     } else {
         c.prepare_cached(
             "UPDATE jobs SET tasks_total = ?2, tasks_pending = ?3, tasks_in_progress = ?4, \
              tasks_failed = ?5, tasks_completed = ?6, tasks_cancelled = ?7, updated_at = ?8, \
              last_seq = ?9, status = ?10, status_explicit = ?11, end_time = ?12, \
-             deadline = ?13 WHERE id = ?1",
+             deadline = ?13, rate_samples = ?14, rate_weight = ?15, rate_since = ?16, \
+             rate_last = ?17 WHERE id = ?1",
         )
         .map_err(internal)?
         .execute(params![
@@ -394,6 +403,10 @@ fn write_job(c: &Connection, w: &JobWrite, now: Timestamp) -> Result<(), StoreEr
             after.explicit,
             after.end_time.map(Timestamp::as_millis),
             millis(w.after.deadline()),
+            rate.samples,
+            rate.weight,
+            millis(rate.since),
+            millis(rate.last),
         ])
     };
     result.map(drop).map_err(internal)

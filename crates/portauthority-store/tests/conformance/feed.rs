@@ -20,6 +20,7 @@ conformance!(
     two_relays_claiming_at_once_never_hold_the_same_job,
     a_follower_paging_history_during_concurrent_writes_misses_nothing,
     outbox_claims_and_acks_wake_no_feed_reader_and_writes_do,
+    the_feed_head_is_past_every_event_so_far_and_before_every_later_one,
 );
 
 conformance_ctx!(a_relay_stepped_until_idle_takes_over_an_expired_lease_when_the_clock_moves);
@@ -556,4 +557,33 @@ async fn outbox_claims_and_acks_wake_no_feed_reader_and_writes_do(store: Arc<dyn
     );
     create_with_tasks(&store, job_req(), 0).await;
     assert!(woken(&mut signal).await);
+}
+
+/// A reader starting at the head sees exactly what commits after it was taken.
+async fn the_feed_head_is_past_every_event_so_far_and_before_every_later_one(
+    store: Arc<dyn Store>,
+) {
+    let (before, _) = create_with_tasks(&store, job_req(), 2).await;
+    let head = store.feed_head().await.expect("feed_head");
+    assert!(store.feed(head, 100).await.expect("feed").is_empty());
+    let all = read_feed(&store, Position::START, 3).await;
+    assert!(
+        all.iter().all(|e| e.position <= head),
+        "{head} is past the earlier events"
+    );
+    assert!(all.iter().any(|e| e.event.job_id == before.id));
+
+    let (after, _) = create_with_tasks(&store, job_req(), 1).await;
+    let later = read_feed(&store, head, 2).await;
+    assert_eq!(
+        later.len(),
+        2,
+        "the later job's two events, and nothing older"
+    );
+    assert!(
+        later
+            .iter()
+            .all(|e| e.event.job_id == after.id && e.position > head)
+    );
+    assert!(store.feed_head().await.expect("feed_head") >= later[1].position);
 }

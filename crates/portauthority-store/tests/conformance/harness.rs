@@ -315,6 +315,12 @@ pub struct Ctx {
     pub url: String,
 }
 
+impl Ctx {
+    pub fn clock_now(&self) -> portauthority_core::Timestamp {
+        portauthority_core::Clock::now(self.clock.as_ref())
+    }
+}
+
 fn manual_env() -> (
     portauthority_core::Env,
     Arc<portauthority_core::ManualClock>,

@@ -22,16 +22,6 @@ conformance!(
     tasks_sort_and_page_like_jobs,
 );
 
-const ALL_FIELDS: [SortField; 7] = [
-    SortField::StartTime,
-    SortField::EndTime,
-    SortField::CreatedAt,
-    SortField::UpdatedAt,
-    SortField::Type,
-    SortField::Namespace,
-    SortField::Status,
-];
-
 fn paging(page: u64, size: u64, sort: SortField, order: SortOrder) -> Paging {
     Paging {
         page,
@@ -484,7 +474,7 @@ async fn jobs_sort_by_every_field_in_both_orders_with_the_id_breaking_ties(store
         expected.iter().map(|j| j.id).collect::<Vec<_>>()
     );
 
-    for field in ALL_FIELDS {
+    for field in SortField::ALL {
         let mut asc = jobs.clone();
         asc.sort_by(|a, b| compare_jobs(a, b, field));
         let asc: Vec<JobId> = asc.iter().map(|j| j.id).collect();
@@ -719,7 +709,7 @@ async fn tasks_sort_and_page_like_jobs(store: Arc<dyn Store>) {
         }
     }
     let tasks = all_tasks(&store, job.id).await;
-    for field in ALL_FIELDS {
+    for field in SortField::ALL {
         let mut asc = tasks.clone();
         asc.sort_by(|a, b| compare_tasks(a, b, field));
         let asc: Vec<TaskId> = asc.iter().map(|t| t.id).collect();

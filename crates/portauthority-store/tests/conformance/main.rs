@@ -60,6 +60,7 @@ mod list_paths;
 mod lists;
 mod not_found;
 mod once;
+mod progress;
 mod retention;
 mod seed;
 mod sweeper;

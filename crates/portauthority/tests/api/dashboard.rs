@@ -71,6 +71,12 @@ async fn the_list_shows_the_jobs_its_address_filters_for() {
              document.querySelector('.meta-key').value, document.querySelector('.meta-value').value]")
         .await;
     assert_eq!(shown, json!(["com.shipyard.email", "team", "atlas"]));
+    // No tasks: no ETA, and the row says why.
+    assert_eq!(
+        b.js("return document.querySelector('tr[data-id] .c-eta').textContent")
+            .await,
+        json!("no tasks")
+    );
 
     // Without filters, all three, with their progress bars.
     b.goto(&app.url("/")).await;
@@ -135,12 +141,13 @@ async fn each_filter_of_the_form_changes_the_list_and_the_address() {
     b.click("form.filters button[type=submit]").await;
     b.wait("the address", "location.search === '?order=desc'")
         .await;
-    let api = app
-        .client
-        .list_jobs(&[("order", "desc".into())])
-        .await
-        .expect("list");
-    let expected: Vec<String> = api.jobs.iter().map(|j| j.id.to_string()).collect();
+    let (_, api) = app.get("/v1/jobs?order=desc").await;
+    let expected: Vec<String> = api["jobs"]
+        .as_array()
+        .expect("jobs")
+        .iter()
+        .map(|j| j["id"].as_str().expect("id").to_owned())
+        .collect();
     assert_eq!(ids_on_page(&b, 4).await, expected);
 
     // Back goes to the previous filters.
@@ -226,7 +233,20 @@ async fn the_job_page_shows_counters_progress_tasks_and_history() {
         .await;
     let text = text.as_str().unwrap_or_default();
     assert!(text.contains("50%") && text.contains("2 of 4"), "{text}");
-    assert!(text.contains("ETA"), "{text}");
+    // Rate and ETA as the API gives them: two finishes are too few for a rate.
+    let (_, api) = app.get(&format!("/v1/jobs/{}", job.id)).await;
+    assert_eq!(
+        api["job"]["progress"]["eta_reason"], "too_few_samples",
+        "{api}"
+    );
+    assert_eq!(
+        b.js(
+            "return [document.querySelector('.progress-text .eta').textContent, \
+              document.querySelector('.progress-text .rate').textContent]"
+        )
+        .await,
+        json!(["estimating…", "rate not known yet"])
+    );
     assert_eq!(
         b.js("return document.querySelector('.head-status').textContent")
             .await,

@@ -1094,7 +1094,16 @@ fn no_request_however_malformed_gets_a_500_or_breaks_the_counters() {
         panic!("{e}");
     }
     rt.block_on(async {
-        let list = app.client.list_jobs(&[("size", "1000".into())]).await;
+        let list = app
+            .client
+            .list_jobs(&portauthority_client::JobQuery {
+                paging: portauthority_client::PageQuery {
+                    size: Some(1000),
+                    ..Default::default()
+                },
+                ..Default::default()
+            })
+            .await;
         for j in list.expect("jobs still list").jobs {
             assert_counters_consistent(&app, j.id).await;
         }

@@ -7,6 +7,7 @@ mod concurrency;
 mod crash;
 mod dashboard;
 mod errors;
+mod healthcheck;
 mod helpers;
 mod history;
 mod hostile;

@@ -72,13 +72,12 @@ async fn readyz_and_writes_follow_a_database_going_read_only_and_back() {
     let name = portauthority_testkit::postgres::database_of(&url);
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(crate::portauthority(), &url, dir.path(), "ro", None).await;
-    let http = server.http();
+    let client = server.client();
     let ready = || async {
-        http.get(format!("{}/readyz", server.base))
-            .send()
-            .await
-            .map(|r| r.status().as_u16())
-            .unwrap_or(0)
+        match client.readyz().await {
+            Ok(_) => 200,
+            Err(e) => e.status().map_or(0, |s| s.as_u16()),
+        }
     };
     assert_eq!(ready().await, 200);
     let admin_sql = |sql: String| {
@@ -104,17 +103,16 @@ async fn readyz_and_writes_follow_a_database_going_read_only_and_back() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let write = http
-        .post(format!("{}/v1/jobs", server.base))
-        .json(&serde_json::json!({"type": "ro", "namespace": "com.example.ro"}))
-        .send()
+    let write = client
+        .create_job(&crate::helpers::job_request("com.example.ro", "ro"))
         .await
-        .unwrap();
+        .expect_err("a read-only database takes no write");
     assert_eq!(
-        write.status().as_u16(),
-        503,
-        "a read-only database is unavailable, not a bug"
+        write.status().map(|s| s.as_u16()),
+        Some(503),
+        "a read-only database is unavailable, not a bug: {write}"
     );
+    assert_eq!(write.kind(), portauthority_client::ErrorKind::Unavailable);
 
     admin_sql(format!(
         "ALTER DATABASE \"{name}\" RESET default_transaction_read_only"

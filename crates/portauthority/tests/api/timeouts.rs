@@ -118,7 +118,11 @@ fn post_head(path: &str, length: usize, extra: &str) -> String {
 const GET_HEALTH: &[u8] = b"GET /healthz HTTP/1.1\r\nhost: test\r\n\r\n";
 
 async fn job_count(app: &TestApp) -> usize {
-    let page = app.client.list_jobs(&[]).await.expect("list");
+    let page = app
+        .client
+        .list_jobs(&Default::default())
+        .await
+        .expect("list");
     page.jobs.len()
 }
 

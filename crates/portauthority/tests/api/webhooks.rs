@@ -484,3 +484,76 @@ async fn a_delivery_out_of_retries_fails_and_a_replay_delivers_it_with_the_same_
         .await;
     assert_problem(status, &body, 404);
 }
+
+#[tokio::test]
+async fn the_typed_client_manages_webhooks_and_replays_deliveries() {
+    use portauthority_client::ErrorKind;
+    use portauthority_core::api::webhooks::CreateWebhookRequest;
+    let receiver = Receiver::start(|_| status(200)).await;
+    let app = app_allowing_loopback(Duration::from_secs(3600)).await;
+    let c = &app.client;
+    let created = c
+        .create_webhook(&CreateWebhookRequest {
+            url: receiver.url(),
+            namespace: Some("com.example.typed".into()),
+            events: Some(vec![TASK_CHANGED.into()]),
+            description: Some("typed".into()),
+        })
+        .await
+        .expect("created");
+    let secret = created.secret.clone().expect("the secret, once");
+    assert!(secret.starts_with("whsec_"), "{secret}");
+    let got = c.get_webhook(created.id).await.expect("get");
+    assert_eq!(got.secret, None, "never again");
+    assert_eq!(got.namespace.as_deref(), Some("com.example.typed"));
+    let ids: Vec<_> = c
+        .list_webhooks()
+        .await
+        .expect("list")
+        .iter()
+        .map(|w| w.id)
+        .collect();
+    assert_eq!(ids, [created.id]);
+    // The fan-out reads the webhook list anew every 20 ms here.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    let (job, tasks) = app.job_with_tasks("com.example.typed", 1).await;
+    app.set(job.id, tasks[0].id, Status::Completed).await;
+    receiver.wait_for(1).await;
+    let log = eventually(|| async {
+        let log = c
+            .webhook_deliveries(created.id, Some(10))
+            .await
+            .expect("log");
+        (log.first().is_some_and(|d| d.state == "delivered")).then_some(log)
+    })
+    .await;
+    assert_eq!(log[0].status_code, Some(200));
+    c.retry_delivery(created.id, log[0].id)
+        .await
+        .expect("replayed");
+    let again = receiver.wait_for(2).await;
+    assert_eq!(again[1].header("webhook-id"), again[0].header("webhook-id"));
+
+    let missing = c
+        .retry_delivery(created.id, uuid::Uuid::now_v7())
+        .await
+        .expect_err("no such delivery");
+    assert_eq!(missing.kind(), ErrorKind::NotFound);
+    c.delete_webhook(created.id).await.expect("deleted");
+    let gone = c.get_webhook(created.id).await.expect_err("deleted");
+    assert_eq!(gone.kind(), ErrorKind::NotFound);
+    assert_eq!(gone.problem().map(|p| p.status), Some(404));
+    let invalid = c
+        .create_webhook(&CreateWebhookRequest::default())
+        .await
+        .expect_err("no url");
+    assert_eq!(invalid.kind(), ErrorKind::Invalid);
+    assert!(
+        invalid
+            .problem()
+            .and_then(|p| p.errors.as_ref())
+            .is_some_and(|e| e.iter().any(|f| f.field == "url")),
+        "{invalid}"
+    );
+}
