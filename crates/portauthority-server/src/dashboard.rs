@@ -185,11 +185,14 @@ mod tests {
     #[test]
     fn the_scripts_import_only_served_modules() {
         for a in ASSETS.iter().filter(|a| a.name.ends_with(".js")) {
-            for line in a.body.lines().filter(|l| l.starts_with("import ")) {
-                let module = line
-                    .rsplit_once("\"./")
-                    .map(|(_, m)| m.trim_end_matches(['"', ';']))
-                    .unwrap_or_else(|| panic!("{}: a non-relative import: {line}", a.name));
+            for (i, _) in a.body.match_indices(" from \"") {
+                let spec: String = a.body[i + " from \"".len()..]
+                    .chars()
+                    .take_while(|c| *c != '"')
+                    .collect();
+                let module = spec
+                    .strip_prefix("./")
+                    .unwrap_or_else(|| panic!("{}: a non-relative import of {spec}", a.name));
                 assert!(
                     ASSETS.iter().any(|x| x.name == module),
                     "{} imports {module}, which is not served",

@@ -806,3 +806,59 @@ async fn with_api_keys_the_dashboard_signs_in_and_out() {
     .await;
     b.close().await;
 }
+
+/// The pages, their files and the reference page, over plain HTTP.
+#[tokio::test]
+async fn the_pages_and_their_files_are_served_from_the_binary() {
+    let app = TestApp::spawn().await;
+    for path in ["/", "/?namespace=com.shipyard.email", "/jobs/anything"] {
+        let res = app.http.get(app.url(path)).send().await.expect("sent");
+        assert_eq!(res.status(), 200, "{path}");
+        let h = res.headers();
+        assert_eq!(h["content-type"], "text/html; charset=utf-8");
+        let csp = h["content-security-policy"].to_str().expect("ascii");
+        assert!(
+            csp.contains("default-src 'none'") && csp.contains("connect-src 'self'"),
+            "{csp}"
+        );
+    }
+    let res = app
+        .http
+        .get(app.url("/assets/app.js"))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(res.status(), 200);
+    assert_eq!(
+        res.headers()["content-type"],
+        "text/javascript; charset=utf-8"
+    );
+    let tag = res.headers()["etag"].clone();
+    let again = app
+        .http
+        .get(app.url("/assets/app.js"))
+        .header("if-none-match", tag)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(again.status(), 304, "an unchanged file is not sent again");
+
+    let (status, body) = app.get("/assets/nothing.js").await;
+    crate::helpers::assert_problem(status, &body, 404);
+
+    // The reference page answers at /docs itself (no redirect: trailing slashes are trimmed),
+    // naming its files under /docs/.
+    let res = app.http.get(app.url("/docs")).send().await.expect("sent");
+    assert_eq!(res.status(), 200);
+    let page = res.text().await.expect("body");
+    assert!(page.contains("\"/docs/swagger-ui-bundle.js\""), "{page}");
+    let res = app
+        .http
+        .get(app.url("/docs/swagger-initializer.js"))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(res.status(), 200);
+    let init = res.text().await.expect("body");
+    assert!(init.contains("/openapi.json"), "{init}");
+}
