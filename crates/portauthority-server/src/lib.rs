@@ -5,6 +5,7 @@
 //! request reads or writes through the store.
 
 mod cursor;
+mod dashboard;
 mod error;
 mod extract;
 mod middleware;
@@ -228,34 +229,35 @@ pub fn router(state: AppState, config: &Config) -> Router {
     let (api, spec) = api().split_for_parts();
     let spec = Arc::new(spec);
 
-    api.route(
-        "/openapi.json",
-        axum::routing::get(move || {
-            let spec = spec.clone();
-            async move { axum::Json(spec.as_ref().clone()) }
-        }),
-    )
-    .fallback(|| async { ApiError::NotFound("no such resource".into()) })
-    .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
-    .with_state(state)
-    .layer(DefaultBodyLimit::max(config.body_limit))
-    // The deadline starts when the request reaches this layer, at the end of its head; a
-    // body that misses it is a 408 where it is read (`extract.rs`).
-    .layer(tower_http::timeout::RequestBodyDeadlineLayer::new(
-        config.body_timeout,
-    ))
-    .layer(axum::middleware::from_fn_with_state(
-        config.body_limit,
-        middleware::refuse_declared_oversize,
-    ))
-    // Outside the others, so that it bounds everything up to the response head; tower-http's
-    // `TimeoutLayer` would answer an empty 408, this one answers problem JSON.
-    .layer(axum::middleware::from_fn_with_state(
-        config.request_timeout,
-        middleware::request_deadline,
-    ))
-    .layer(tower_http::catch_panic::CatchPanicLayer::custom(on_panic))
-    .layer(tower_http::trace::TraceLayer::new_for_http())
+    api.merge(dashboard::routes())
+        .route(
+            "/openapi.json",
+            axum::routing::get(move || {
+                let spec = spec.clone();
+                async move { axum::Json(spec.as_ref().clone()) }
+            }),
+        )
+        .fallback(|| async { ApiError::NotFound("no such resource".into()) })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .with_state(state)
+        .layer(DefaultBodyLimit::max(config.body_limit))
+        // The deadline starts when the request reaches this layer, at the end of its head; a
+        // body that misses it is a 408 where it is read (`extract.rs`).
+        .layer(tower_http::timeout::RequestBodyDeadlineLayer::new(
+            config.body_timeout,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            config.body_limit,
+            middleware::refuse_declared_oversize,
+        ))
+        // Outside the others, so that it bounds everything up to the response head; tower-http's
+        // `TimeoutLayer` would answer an empty 408, this one answers problem JSON.
+        .layer(axum::middleware::from_fn_with_state(
+            config.request_timeout,
+            middleware::request_deadline,
+        ))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(on_panic))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
 }
 
 fn on_panic(_: Box<dyn std::any::Any + Send + 'static>) -> Response {

@@ -2,8 +2,10 @@
 //! through the typed client and raw HTTP. All modules compile into this one binary; what
 //! it shares with the PostgreSQL tests is in `portauthority-testkit`.
 
+mod browser;
 mod concurrency;
 mod crash;
+mod dashboard;
 mod errors;
 mod healthcheck;
 mod helpers;
