@@ -49,6 +49,11 @@ const MIGRATIONS: &[Migration] = &[
         "feed_horizon",
         include_str!("../../migrations/sqlite/0008_feed_horizon.sql"),
     ),
+    (
+        11,
+        "task_counts",
+        include_str!("../../migrations/sqlite/0011_task_counts.sql"),
+    ),
 ];
 
 /// Applies what is pending and returns the schema version. Runs in one immediate

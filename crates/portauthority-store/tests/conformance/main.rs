@@ -62,6 +62,7 @@ mod not_found;
 mod once;
 mod retention;
 mod seed;
+mod stats;
 mod sweeper;
 mod tasks;
 mod text;
