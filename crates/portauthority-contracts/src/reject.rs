@@ -112,6 +112,7 @@ impl Rejection {
             status: self.kind.status(),
             detail: self.detail.clone(),
             errors: None,
+            request_id: None,
         }
     }
 

@@ -480,6 +480,9 @@ pub struct Problem {
     pub detail: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub errors: Option<Vec<crate::validate::ValidationError>>,
+    /// The `x-request-id` of the request this answers (an HTTP response always has one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
 }
 
 // ---------------------------------------------------------------------------------------

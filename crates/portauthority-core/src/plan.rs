@@ -17,7 +17,7 @@ use crate::command::{AddTasks, NewNote, SetJobStatus, TaskUpdate};
 use crate::ids::{JobId, TaskId};
 use crate::machine::{self, EventDraft, JobState, Refusal, TaskChange, TaskState};
 use crate::progress::{self, Rate};
-use crate::status::Status;
+use crate::status::{Counters, Status};
 use crate::time::Timestamp;
 use crate::validate::Meta;
 use serde_json::value::RawValue;
@@ -239,6 +239,22 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// How this plan changes the installation's count of tasks in each status: the new
+    /// job's counters plus the change of every job it writes (a job's counters always
+    /// equal its tasks' statuses, so their changes add up to the tasks' changes). The
+    /// stores keep a running total of it in the plan's own transaction, so that tasks by
+    /// status are known without counting rows.
+    pub fn task_count_change(&self) -> Counters {
+        let created = self
+            .new_job
+            .as_ref()
+            .map(|n| n.job.tasks)
+            .unwrap_or_default();
+        self.jobs.iter().fold(created, |sum, w| {
+            sum.plus(&w.after.state.counters.minus(&w.before.state.counters))
+        })
+    }
+
     fn new(now: Timestamp) -> Plan {
         Plan {
             now,

@@ -147,6 +147,45 @@ impl Counters {
         *self.slot(to) += n;
     }
 
+    /// `n` tasks, all in `status`.
+    pub fn of(status: Status, n: i64) -> Counters {
+        let mut c = Counters {
+            total: n,
+            ..Counters::default()
+        };
+        *c.slot(status) = n;
+        c
+    }
+
+    /// `self + other`, field by field: counters used as a change (a delta) add up.
+    pub fn plus(&self, other: &Counters) -> Counters {
+        Counters {
+            total: self.total + other.total,
+            pending: self.pending + other.pending,
+            in_progress: self.in_progress + other.in_progress,
+            failed: self.failed + other.failed,
+            completed: self.completed + other.completed,
+            cancelled: self.cancelled + other.cancelled,
+        }
+    }
+
+    /// `self - other`, field by field: what changed from `other` to `self`.
+    pub fn minus(&self, other: &Counters) -> Counters {
+        Counters {
+            total: self.total - other.total,
+            pending: self.pending - other.pending,
+            in_progress: self.in_progress - other.in_progress,
+            failed: self.failed - other.failed,
+            completed: self.completed - other.completed,
+            cancelled: self.cancelled - other.cancelled,
+        }
+    }
+
+    /// Whether every count is zero (as a change: nothing changes).
+    pub fn is_zero(&self) -> bool {
+        *self == Counters::default()
+    }
+
     /// Tasks that are not yet terminal.
     pub fn open(&self) -> i64 {
         self.pending + self.in_progress

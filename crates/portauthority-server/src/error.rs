@@ -88,6 +88,7 @@ impl ApiError {
                 ApiError::Invalid(errs) => Some(errs.0.clone()),
                 _ => None,
             },
+            request_id: None,
         }
     }
 
@@ -101,9 +102,10 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         if let ApiError::Internal(detail) = &self {
-            tracing::error!(%detail, "internal error");
+            let request_id = crate::observe::current_request_id();
+            tracing::error!(%detail, request_id, "internal error");
         }
-        let mut res = problem_response(&self.problem());
+        let mut res = problem_response(self.problem());
         if matches!(self, ApiError::RequestTimeout(_)) {
             res.headers_mut()
                 .insert(header::CONNECTION, HeaderValue::from_static("close"));
@@ -112,10 +114,15 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// Renders a problem with the `application/problem+json` content type.
-pub fn problem_response(problem: &Problem) -> Response {
+/// Renders a problem with the `application/problem+json` content type. Every problem
+/// response is made here, and here it gets the request's id (`request_id`, the same as the
+/// `x-request-id` header that `observe.rs` adds).
+pub fn problem_response(mut problem: Problem) -> Response {
     let status = StatusCode::from_u16(problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let body = serde_json::to_vec(problem).unwrap_or_default();
+    if problem.request_id.is_none() {
+        problem.request_id = crate::observe::current_request_id();
+    }
+    let body = serde_json::to_vec(&problem).unwrap_or_default();
     let mut res = (status, body).into_response();
     res.headers_mut().insert(
         header::CONTENT_TYPE,

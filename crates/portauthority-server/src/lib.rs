@@ -8,7 +8,9 @@ mod cursor;
 mod dashboard;
 mod error;
 mod extract;
+mod metrics;
 mod middleware;
+mod observe;
 mod openapi;
 mod routes;
 mod serve;
@@ -28,6 +30,8 @@ use tokio::net::TcpListener;
 use tower::Layer;
 use tower_http::normalize_path::NormalizePathLayer;
 
+pub use crate::metrics::{StatsLoop, install as install_metrics};
+pub use crate::observe::{REQUEST_ID, valid_request_id};
 pub use error::ApiError;
 pub use openapi::openapi;
 
@@ -111,6 +115,7 @@ impl App {
     /// Opens the store (applying migrations), connects the worker loops to the bus when
     /// one is configured, and binds the listening socket.
     pub async fn build(config: Config) -> anyhow::Result<App> {
+        crate::metrics::install();
         let env = portauthority_store::system::env();
         let store = portauthority_store::open_with(&config.database_url, env.clone())
             .await
@@ -169,11 +174,15 @@ impl App {
     /// The supervisor of this app's background loops: the store's and the worker's.
     fn start_loops(&self) -> supervisor::Supervisor {
         let mut loops = supervisor::Supervisor::new();
+        let stats: Arc<dyn portauthority_store::Loop> = Arc::new(crate::metrics::StatsLoop {
+            store: self.store.clone(),
+        });
         for l in self
             .store
             .background()
             .into_iter()
             .chain(self.worker.iter().cloned())
+            .chain([stats])
         {
             loops.spawn(l);
         }
@@ -196,6 +205,22 @@ impl App {
         self.store.close().await;
         Ok(())
     }
+}
+
+/// Serves `/metrics` and `/healthz` alone on `listener` until `shutdown` resolves: the
+/// metrics of a process that serves no API (`portauthority worker --metrics-listen`).
+pub async fn serve_metrics(
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    crate::metrics::install();
+    let app = Router::new()
+        .route("/metrics", axum::routing::get(routes::health::metrics))
+        .route("/healthz", axum::routing::get(routes::health::healthz));
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+        .context("serving metrics")
 }
 
 /// The documented API routes, with their OpenAPI description.
@@ -221,6 +246,7 @@ fn api() -> utoipa_axum::router::OpenApiRouter<AppState> {
         .routes(routes!(webhooks::retry))
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
+        .routes(routes!(health::metrics))
 }
 
 /// The whole HTTP surface, with the request guards of `config` (body limit, body and
@@ -258,6 +284,9 @@ pub fn router(state: AppState, config: &Config) -> Router {
         ))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(on_panic))
         .layer(tower_http::trace::TraceLayer::new_for_http())
+        // Outermost: every response, whoever made it, gets its request id, its log line and
+        // its metrics.
+        .layer(axum::middleware::from_fn(observe::observe))
 }
 
 fn on_panic(_: Box<dyn std::any::Any + Send + 'static>) -> Response {

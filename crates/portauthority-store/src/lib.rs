@@ -9,6 +9,7 @@
 pub mod background;
 mod error;
 pub mod feed;
+pub mod metrics;
 pub mod once;
 pub mod postgres;
 mod query;
@@ -17,6 +18,7 @@ pub mod relay;
 pub mod retention;
 pub mod seed;
 pub mod sqlite;
+pub mod stats;
 pub mod sweeper;
 pub mod system;
 pub mod webhooks;
@@ -34,6 +36,7 @@ pub use once::{Answer, Once, Ran};
 pub use portauthority_core::plan::Created;
 pub use portauthority_core::{NewNote, TaskUpdate};
 pub use query::{Cursor, HistoryScope, JobFilter, Page, Paging, SortValue, TaskFilter};
+pub use stats::{PoolStats, Stats};
 pub use webhooks::{
     AttemptEntry, AttemptRecord, Delivery, DeliveryState, NewDelivery, NewWebhook, Next, Webhook,
 };
@@ -184,6 +187,10 @@ pub trait Store: Send + Sync + 'static {
 
     /// How many outbox rows wait to be relayed.
     async fn outbox_backlog(&self) -> Result<u64, StoreError>;
+
+    /// Jobs and tasks by status, the outbox backlog and the store's connections, for
+    /// `/metrics`: from the maintained counts (`stats.rs`), never a scan of jobs or tasks.
+    async fn stats(&self) -> Result<Stats, StoreError>;
 
     /// Tasks whose deadline has come at `now` (`plan::task_deadline`: open, with a timeout,
     /// and no heartbeat, progress or status change for that long), soonest first, at most

@@ -197,10 +197,23 @@ pub struct Process {
 
 impl Process {
     pub fn spawn(binary: &Path, args: &[&str], dir: &Path, name: &str) -> Process {
+        Process::spawn_with_env(binary, args, &[], dir, name)
+    }
+
+    /// [`Process::spawn`] with environment variables of the caller's (over the default
+    /// `PORTAUTHORITY_LOG=info`).
+    pub fn spawn_with_env(
+        binary: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+        dir: &Path,
+        name: &str,
+    ) -> Process {
         let log = dir.join(format!("{name}.log"));
         let child = Command::new(binary)
             .args(args)
             .env("PORTAUTHORITY_LOG", "info")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(File::create(&log).expect("create the process log"))

@@ -103,6 +103,17 @@ impl CommandConsumer {
 
     /// Logs what was done, at most once per [`REPORT_EVERY`].
     async fn report(&self, step: &Tally) {
+        use crate::metrics::BUS_COMMANDS;
+        for (outcome, n) in [
+            ("applied", step.applied),
+            ("duplicate", step.duplicates),
+            ("dead_lettered", step.dead_lettered),
+            ("retried", step.retried),
+        ] {
+            if n > 0 {
+                metrics::counter!(BUS_COMMANDS, "outcome" => outcome).increment(n as u64);
+            }
+        }
         let mut since = self.since_report.lock().await;
         since.1.add(step);
         if since.0.elapsed() >= REPORT_EVERY {
@@ -387,6 +398,9 @@ impl Loop for CommandConsumer {
                     continue;
                 }
             };
+            if let Ok(info) = message.info() {
+                metrics::gauge!(crate::metrics::BUS_CONSUMER_LAG).set(info.pending as f64);
+            }
             match decode_command(&message.payload, &self.limits, ids) {
                 Ok(incoming) => {
                     let i = *job_index

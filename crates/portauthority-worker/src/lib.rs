@@ -14,6 +14,7 @@
 mod bus;
 mod consume;
 mod encode;
+pub mod metrics;
 mod publish;
 pub mod webhooks;
 

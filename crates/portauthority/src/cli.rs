@@ -35,8 +35,29 @@ The client commands (job, task, history) take --url (PORTAUTHORITY_URL), --token
 unreachable, 7 unauthorized or forbidden."
 )]
 pub struct Cli {
+    /// Log format on stderr, for every command: human (lines for people) or json (one
+    /// JSON object a line). The level comes from PORTAUTHORITY_LOG (e.g. debug).
+    #[arg(
+        long,
+        global = true,
+        env = "PORTAUTHORITY_LOG_FORMAT",
+        value_enum,
+        default_value_t = LogFormat::Human
+    )]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    /// Lines for people; `text` is the older name.
+    #[default]
+    #[value(alias = "text")]
+    Human,
+    /// One JSON object a line, for log collectors.
+    Json,
 }
 
 #[derive(Subcommand, Debug)]
@@ -157,9 +178,6 @@ struct ServeArgs {
     /// On SIGINT/SIGTERM, how long open connections get to finish before they are closed.
     #[arg(long, env = "PORTAUTHORITY_SHUTDOWN_DRAIN", default_value = "10s", value_parser = duration)]
     shutdown_drain: Duration,
-    /// Log format: text or json.
-    #[arg(long, env = "PORTAUTHORITY_LOG_FORMAT", default_value = "text")]
-    log_format: String,
     /// Run no worker loops in this process (another process runs `portauthority worker`).
     #[arg(long, env = "PORTAUTHORITY_NO_WORKER")]
     no_worker: bool,
@@ -173,9 +191,10 @@ struct WorkerCommand {
     db: DatabaseArgs,
     #[command(flatten)]
     worker: WorkerArgs,
-    /// Log format: text or json.
-    #[arg(long, env = "PORTAUTHORITY_LOG_FORMAT", default_value = "text")]
-    log_format: String,
+    /// Serve `/metrics` (and `/healthz`) on this address, e.g. 0.0.0.0:9464. Unset: the
+    /// worker serves no HTTP at all.
+    #[arg(long, env = "PORTAUTHORITY_METRICS_LISTEN")]
+    metrics_listen: Option<String>,
 }
 
 /// The worker loops' settings, shared by `serve` and `worker`.
@@ -296,6 +315,7 @@ impl RetentionArgs {
 /// Runs a command to its exit code. The client commands give the codes of
 /// DESIGN.md "CLI exit codes"; the others succeed or fail (1).
 pub async fn run(cli: Cli) -> ExitCode {
+    init_logging(cli.log_format);
     match cli.command {
         Command::Job(a) => client::run(&a.conn, |ctx| job::run(ctx, a.command)).await,
         Command::Task(a) => client::run(&a.conn, |ctx| task::run(ctx, a.command)).await,
@@ -318,7 +338,6 @@ async fn run_service(command: Command) -> anyhow::Result<()> {
         Command::Serve(args) => serve(args).await,
         Command::Worker(args) => worker(args).await,
         Command::Migrate(args) => {
-            init_logging("text");
             let version = portauthority_store::migrate(&args.database_url)
                 .await
                 .with_context(|| format!("migrating {}", args.database_url))?;
@@ -327,7 +346,6 @@ async fn run_service(command: Command) -> anyhow::Result<()> {
         }
         Command::Bench(b) => bench(b).await,
         Command::Seed(args) => {
-            init_logging("text");
             let r = portauthority_store::seed::seed(
                 &args.db.database_url,
                 args.jobs,
@@ -352,13 +370,13 @@ async fn run_service(command: Command) -> anyhow::Result<()> {
     }
 }
 
-fn init_logging(format: &str) {
+fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("PORTAUTHORITY_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
-    let _ = if format == "json" {
+    let _ = if format == LogFormat::Json {
         builder.json().try_init()
     } else {
         builder.try_init()
@@ -366,7 +384,6 @@ fn init_logging(format: &str) {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    init_logging(&args.log_format);
     let mut config = Config {
         listen: args.listen,
         database_url: args.db.database_url,
@@ -397,10 +414,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 }
 
 async fn worker(args: WorkerCommand) -> anyhow::Result<()> {
-    init_logging(&args.log_format);
     let config = args.worker.config();
     if config.bus.is_none() {
         tracing::warn!("no --nats-url: the worker relays the outbox, but no bus commands come in");
+    }
+    if args.metrics_listen.is_some() {
+        // Before the store opens, so that what it records from the start is kept.
+        portauthority_server::install_metrics();
     }
     let env = portauthority_store::system::env();
     let store = portauthority_store::open_with(&args.db.database_url, env.clone())
@@ -417,6 +437,25 @@ async fn worker(args: WorkerCommand) -> anyhow::Result<()> {
     for l in store.background().into_iter().chain(loops) {
         supervisor.spawn(l);
     }
+    let (stop_metrics, stopped) = tokio::sync::oneshot::channel::<()>();
+    let metrics = match &args.metrics_listen {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding {addr} for metrics"))?;
+            tracing::info!("metrics on http://{}/metrics", listener.local_addr()?);
+            supervisor.spawn(std::sync::Arc::new(portauthority_server::StatsLoop {
+                store: store.clone(),
+            }));
+            Some(tokio::spawn(portauthority_server::serve_metrics(
+                listener,
+                async {
+                    let _ = stopped.await;
+                },
+            )))
+        }
+        None => None,
+    };
     tracing::info!(
         loops = ?supervisor.loops(),
         "worker running with the {} store at {}",
@@ -424,6 +463,10 @@ async fn worker(args: WorkerCommand) -> anyhow::Result<()> {
         redact(&args.db.database_url)
     );
     shutdown_signal().await;
+    let _ = stop_metrics.send(());
+    if let Some(served) = metrics {
+        served.await??;
+    }
     supervisor.shutdown().await;
     store.close().await;
     tracing::info!("stopped");
@@ -597,6 +640,7 @@ mod tests {
     fn serve_flag_defaults_are_the_server_config_defaults() {
         let Cli {
             command: Command::Serve(args),
+            ..
         } = Cli::try_parse_from(["portauthority", "serve"]).expect("parses")
         else {
             panic!("not serve");
@@ -662,6 +706,33 @@ mod tests {
         let text = err.to_string();
         assert!(
             text.contains("--retention-cancelled") && text.contains("needs a unit"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn log_format_is_human_or_json_for_every_command() {
+        let parse = |args: &[&str]| Cli::try_parse_from(["portauthority"].iter().chain(args));
+        assert_eq!(
+            parse(&["serve"]).expect("parses").log_format,
+            LogFormat::Human
+        );
+        for (args, want) in [
+            (&["--log-format", "json", "serve"][..], LogFormat::Json),
+            (&["worker", "--log-format", "json"][..], LogFormat::Json),
+            (&["migrate", "--log-format", "human"][..], LogFormat::Human),
+            (
+                &["seed", "--jobs", "1", "--log-format", "text"][..],
+                LogFormat::Human,
+            ),
+        ] {
+            assert_eq!(parse(args).expect("parses").log_format, want, "{args:?}");
+        }
+        let err = parse(&["serve", "--log-format", "bogus"]).expect_err("bogus");
+        assert_eq!(err.exit_code(), 2);
+        let text = err.to_string();
+        assert!(
+            text.contains("bogus") && text.contains("human") && text.contains("json"),
             "{text}"
         );
     }

@@ -26,3 +26,17 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiErr
         )),
     }
 }
+
+/// Prometheus metrics, in the text exposition format (docs/operations.md lists them).
+#[utoipa::path(get, path = "/metrics", tag = "health",
+    responses((status = 200, description = "metrics", body = String,
+        content_type = "text/plain; version=0.0.4")))]
+pub async fn metrics() -> impl axum::response::IntoResponse {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        crate::metrics::render(),
+    )
+}

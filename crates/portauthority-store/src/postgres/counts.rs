@@ -1,4 +1,4 @@
-//! Folding the job count deltas, as a background loop.
+//! Folding the job and task count deltas, as a background loop.
 //!
 //! `total_items` of a filtered list reads `job_counts` plus the deltas writers append
 //! (migrations/postgres/0002_list_performance.sql). Counts are exact either way (a count
@@ -14,7 +14,7 @@ const FOLD_LOCK: i64 = 0x5041_4a43_4e54; // "PAJCNT"
 
 /// Moves the committed deltas into `job_counts` and `job_meta_counts` (rows in key order:
 /// concurrent folds queue, never deadlock).
-pub(crate) const FOLD_COUNTS_SQL: [&str; 2] = [
+pub(crate) const FOLD_COUNTS_SQL: [&str; 3] = [
     "WITH d AS (DELETE FROM job_count_deltas RETURNING namespace, type, status, n)
      INSERT INTO job_counts AS c (namespace, type, status, n)
      SELECT namespace, type, status, sum(n)::bigint FROM d
@@ -25,6 +25,10 @@ pub(crate) const FOLD_COUNTS_SQL: [&str; 2] = [
      SELECT key, value, sum(n)::bigint FROM d
      GROUP BY key, value ORDER BY key, value
      ON CONFLICT (key, value) DO UPDATE SET n = c.n + EXCLUDED.n",
+    "WITH d AS (DELETE FROM task_count_deltas RETURNING status, n)
+     INSERT INTO task_counts AS c (status, n)
+     SELECT status, sum(n)::bigint FROM d GROUP BY status ORDER BY status
+     ON CONFLICT (status) DO UPDATE SET n = c.n + EXCLUDED.n",
 ];
 
 /// Folds the job count deltas committed so far into `job_counts`, in one transaction, and
@@ -57,7 +61,7 @@ pub async fn fold_counts(pool: &PgPool) -> Result<u64, sqlx::Error> {
 async fn vacuum_counts(pool: &PgPool) -> Result<(), sqlx::Error> {
     sqlx::query(
         "VACUUM (SKIP_LOCKED, TRUNCATE false) job_count_deltas, job_meta_count_deltas, \
-         job_counts, job_meta_counts",
+         task_count_deltas, job_counts, job_meta_counts, task_counts",
     )
     .execute(pool)
     .await
@@ -88,4 +92,40 @@ impl Loop for CountFolder {
     fn pace(&self) -> Duration {
         Duration::from_secs(1)
     }
+}
+
+/// The counts and the outbox of `Store::stats`, in one statement (one snapshot): each count
+/// is its folded row plus the deltas not folded yet, as a list's total is.
+pub(crate) async fn stats(pool: &PgPool) -> Result<crate::Stats, sqlx::Error> {
+    let rows: Vec<(String, i64, i64)> = sqlx::query_as(
+        "SELECT 'j', status::int8, sum(n)::int8 FROM (
+             SELECT status, n FROM job_counts UNION ALL SELECT status, n FROM job_count_deltas
+         ) c GROUP BY status
+         UNION ALL
+         SELECT 't', status::int8, sum(n)::int8 FROM (
+             SELECT status, n FROM task_counts UNION ALL SELECT status, n FROM task_count_deltas
+         ) c GROUP BY status
+         UNION ALL
+         SELECT 'o', count(*), COALESCE((
+             SELECT (extract(epoch FROM h.time) * 1000)::int8
+             FROM outbox o JOIN history h ON h.seq = o.seq ORDER BY o.seq LIMIT 1), -1)
+         FROM outbox",
+    )
+    .fetch_all(pool)
+    .await?;
+    let of = |kind: &str| {
+        rows.iter()
+            .filter(|r| r.0 == kind)
+            .map(|r| (r.1, r.2))
+            .collect::<Vec<_>>()
+    };
+    let (pending, oldest) = of("o").first().copied().unwrap_or((0, -1));
+    Ok(crate::Stats {
+        jobs: crate::stats::counters(of("j")),
+        tasks: crate::stats::counters(of("t")),
+        outbox_pending: pending.max(0) as u64,
+        outbox_oldest: (oldest >= 0).then(|| portauthority_core::Timestamp::from_millis(oldest)),
+        pool: None,
+        writer_queue: None,
+    })
 }

@@ -397,6 +397,8 @@ impl PgStore {
                 Attempt::Failed(e) => e,
                 Attempt::Raced(what) if attempt < MAX_ATTEMPTS => {
                     tracing::debug!(attempt, what, "retrying transaction after a race");
+                    metrics::counter!(crate::metrics::POSTGRES_RETRIES, "reason" => "race")
+                        .increment(1);
                     tokio::task::yield_now().await;
                     continue;
                 }
@@ -407,6 +409,8 @@ impl PgStore {
             if retryable(&err) && attempt < MAX_ATTEMPTS {
                 let backoff = Duration::from_millis(2u64 << attempt.min(6));
                 tracing::debug!(attempt, error = %err, "retrying transaction");
+                metrics::counter!(crate::metrics::POSTGRES_RETRIES, "reason" => "error")
+                    .increment(1);
                 tokio::time::sleep(backoff).await;
                 continue;
             }
@@ -669,6 +673,16 @@ impl Store for PgStore {
 
     async fn outbox_backlog(&self) -> Result<u64, StoreError> {
         feed::backlog(&self.pool).await.map_err(db_error)
+    }
+
+    async fn stats(&self) -> Result<crate::Stats, StoreError> {
+        let mut stats = counts::stats(&self.background).await.map_err(db_error)?;
+        stats.pool = Some(crate::PoolStats {
+            open: self.pool.size(),
+            idle: self.pool.num_idle() as u32,
+            max: self.pool.options().get_max_connections(),
+        });
+        Ok(stats)
     }
 
     async fn due_tasks(

@@ -6,7 +6,7 @@ use crate::StoreError;
 use crate::postgres::{FOLD_COUNTS_SQL, connect_options, db_error};
 use crate::seed::{Generator, progress_log};
 use chrono::{DateTime, Utc};
-use portauthority_core::{Status, Timestamp};
+use portauthority_core::{Counters, Status, Timestamp};
 use sqlx::Connection;
 use std::time::Instant;
 
@@ -84,6 +84,8 @@ pub(crate) async fn load(url: &str, g: &Generator) -> Result<(u64, u64), StoreEr
     let started = Instant::now();
     let (mut n_tasks, mut n_events) = (0u64, 0u64);
     for range in g.batches() {
+        // The batch's tasks by status, as every write adds its own.
+        let mut counted = Counters::default();
         let (mut jobs, mut tasks, mut events, mut meta) = (
             Jobs::default(),
             Tasks::default(),
@@ -102,6 +104,7 @@ pub(crate) async fn load(url: &str, g: &Generator) -> Result<(u64, u64), StoreEr
             jobs.start.push(ts(j.start));
             jobs.end.push(j.end.map(ts));
             let c = j.counters;
+            counted = counted.plus(&c);
             for (v, x) in jobs.counters.iter_mut().zip([
                 c.total,
                 c.pending,
@@ -285,6 +288,9 @@ pub(crate) async fn load(url: &str, g: &Generator) -> Result<(u64, u64), StoreEr
         .execute(&mut *tx)
         .await
         .map_err(db_error)?;
+        super::write::count_tasks(&mut tx, &counted)
+            .await
+            .map_err(db_error)?;
         tx.commit().await.map_err(db_error)?;
         progress_log(range.end, g.total, started);
     }
@@ -296,10 +302,12 @@ pub(crate) async fn load(url: &str, g: &Generator) -> Result<(u64, u64), StoreEr
             .map_err(db_error)?;
     }
     // Statistics for the planner, and the visibility map for index-only scans.
-    sqlx::query("VACUUM (ANALYZE) jobs, tasks, history, job_meta, job_counts, job_meta_counts")
-        .execute(&mut conn)
-        .await
-        .map_err(db_error)?;
+    sqlx::query(
+        "VACUUM (ANALYZE) jobs, tasks, history, job_meta, job_counts, job_meta_counts, task_counts",
+    )
+    .execute(&mut conn)
+    .await
+    .map_err(db_error)?;
     let _ = conn.close().await;
     Ok((n_tasks, n_events))
 }

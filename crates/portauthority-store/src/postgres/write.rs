@@ -15,7 +15,9 @@ use crate::once::{self, Answer, Once, Ran};
 use crate::{Created, NewNote, StoreError, TaskUpdate};
 use portauthority_core::api::{HistoryEvent, Job, NewJob, Task};
 use portauthority_core::plan::{self, JobHead, JobWrite, NewEvent, Plan, StoredJob};
-use portauthority_core::{AddTasks, Command, JobId, SetJobStatus, Status, TaskId, Timestamp};
+use portauthority_core::{
+    AddTasks, Command, Counters, JobId, SetJobStatus, Status, TaskId, Timestamp,
+};
 use sqlx::PgConnection;
 use std::collections::HashMap;
 
@@ -237,9 +239,36 @@ async fn execute(c: &mut PgConnection, plan: &Plan) -> TxResult<Vec<i64>> {
     write_tasks(c, &plan.tasks, now).await?;
     cancel_tasks(c, &plan.cancel, now).await?;
     write_jobs(c, &plan.jobs, now).await?;
+    count_tasks(c, &plan.task_count_change()).await?;
     // The history rows come last, in a statement of their own: by then this transaction
     // holds its jobs' locks and has its id, which their horizon stamp relies on.
     insert_events(c, &plan.events, now).await
+}
+
+/// Appends a plan's change of the tasks by status to `task_count_deltas`
+/// (migrations/postgres/0011_task_counts.sql): one scalar statement (its plan is cached),
+/// a row per status that moves, none at all when nothing moves (a heartbeat, a note).
+pub(crate) async fn count_tasks(
+    c: &mut PgConnection,
+    change: &Counters,
+) -> Result<(), sqlx::Error> {
+    if change.is_zero() {
+        return Ok(());
+    }
+    sqlx::query(
+        "INSERT INTO task_count_deltas (status, n)
+         SELECT s, n FROM (VALUES (0::int2, $1::int8), (1::int2, $2::int8), (2::int2, $3::int8),
+                                  (3::int2, $4::int8), (4::int2, $5::int8)) AS v(s, n)
+         WHERE n <> 0",
+    )
+    .bind(change.pending)
+    .bind(change.in_progress)
+    .bind(change.completed)
+    .bind(change.failed)
+    .bind(change.cancelled)
+    .execute(&mut *c)
+    .await?;
+    Ok(())
 }
 
 /// One statement writes the job, its meta index rows (as SQLite's writer does) and the

@@ -54,6 +54,11 @@ const MIGRATIONS: &[Migration] = &[
         "job_rate",
         include_str!("../../migrations/sqlite/0009_job_rate.sql"),
     ),
+    (
+        11,
+        "task_counts",
+        include_str!("../../migrations/sqlite/0011_task_counts.sql"),
+    ),
 ];
 
 /// Applies what is pending and returns the schema version. Runs in one immediate

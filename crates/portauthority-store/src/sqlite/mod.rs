@@ -352,6 +352,12 @@ impl Store for SqliteStore {
         self.readers.run(rows::outbox_backlog).await
     }
 
+    async fn stats(&self) -> Result<crate::Stats, StoreError> {
+        let mut stats = self.readers.run(rows::stats).await?;
+        stats.writer_queue = Some(self.writer.queued());
+        Ok(stats)
+    }
+
     async fn due_tasks(
         &self,
         now: Timestamp,

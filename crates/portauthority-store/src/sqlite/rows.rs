@@ -265,3 +265,34 @@ pub(crate) fn outbox_backlog(c: &Connection) -> Result<u64, StoreError> {
         .map(|n| n as u64)
         .map_err(internal)
 }
+
+/// The counts and the outbox of `Store::stats` (the writer's queue is the caller's).
+pub(crate) fn stats(c: &Connection) -> Result<crate::Stats, StoreError> {
+    let by_status = |sql: &str| -> Result<portauthority_core::Counters, StoreError> {
+        let mut stmt = c.prepare_cached(sql).map_err(internal)?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))
+            .map_err(internal)?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(internal)?;
+        Ok(crate::stats::counters(rows))
+    };
+    let jobs = by_status("SELECT status, SUM(n) FROM job_counts GROUP BY status")?;
+    let tasks = by_status("SELECT status, n FROM task_counts")?;
+    let oldest: Option<i64> = c
+        .prepare_cached(
+            "SELECT h.time FROM outbox o JOIN history h ON h.seq = o.seq ORDER BY o.seq LIMIT 1",
+        )
+        .map_err(internal)?
+        .query_row([], |r| r.get(0))
+        .optional()
+        .map_err(internal)?;
+    Ok(crate::Stats {
+        jobs,
+        tasks,
+        outbox_pending: outbox_backlog(c)?,
+        outbox_oldest: oldest.map(Timestamp::from_millis),
+        pool: None,
+        writer_queue: None,
+    })
+}

@@ -4,7 +4,7 @@
 use super::{Options, internal, open_connection};
 use crate::StoreError;
 use crate::seed::{Generator, progress_log};
-use portauthority_core::Status;
+use portauthority_core::{Counters, Status};
 use rusqlite::params;
 use std::time::Instant;
 
@@ -17,6 +17,7 @@ pub(crate) fn load(opts: &Options, g: &Generator) -> Result<(u64, u64), StoreErr
     let started = Instant::now();
     let (mut tasks, mut events) = (0u64, 0u64);
     for range in g.batches() {
+        let mut counted = Counters::default();
         let tx = conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(internal)?;
@@ -56,6 +57,7 @@ pub(crate) fn load(opts: &Options, g: &Generator) -> Result<(u64, u64), StoreErr
                 .map_err(internal)?;
             for n in range.clone() {
                 let j = g.job(n);
+                counted = counted.plus(&j.counters);
                 let id = j.id.as_bytes();
                 job_stmt
                     .execute(params![
@@ -124,6 +126,8 @@ pub(crate) fn load(opts: &Options, g: &Generator) -> Result<(u64, u64), StoreErr
                 events += j.events.len() as u64;
             }
         }
+        // The batch's tasks by status, as every write adds its own.
+        super::write::count_tasks(&tx, &counted)?;
         tx.commit().map_err(internal)?;
         progress_log(range.end, g.total, started);
     }

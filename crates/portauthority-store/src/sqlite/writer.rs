@@ -50,6 +50,11 @@ impl Writer {
         self.committed.clone()
     }
 
+    /// Writes waiting in the queue for a group (the one being committed not counted).
+    pub(crate) fn queued(&self) -> u64 {
+        (self.queue.max_capacity() - self.queue.capacity()) as u64
+    }
+
     /// Runs `f` in the writer's next group and waits until its commit is durable.
     pub(crate) async fn run<T, F>(&self, f: F) -> Result<T, StoreError>
     where
@@ -200,6 +205,7 @@ fn commit_group(conn: &Connection, group: &mut Vec<WriteFn>) -> bool {
         }
         return false;
     }
+    metrics::histogram!(crate::metrics::SQLITE_GROUP_SIZE).record(group.len() as f64);
     let replies: Vec<Reply> = group.drain(..).map(|w| w(Ok(conn))).collect();
     let outcome = conn.execute_batch("COMMIT").map_err(|e| {
         let err = internal(e);

@@ -63,6 +63,7 @@ mod once;
 mod progress;
 mod retention;
 mod seed;
+mod stats;
 mod sweeper;
 mod tasks;
 mod text;

@@ -57,6 +57,16 @@ async fn seeded_jobs_read_back_consistently(url: &str) {
     for job in &jobs {
         check_job(job);
     }
+    // The maintained counts behind `/metrics` hold the seeded jobs and tasks.
+    let stats = store.stats().await.expect("stats");
+    assert_eq!(stats.jobs, Counters::recount(jobs.iter().map(|j| j.status)));
+    let tasks = jobs
+        .iter()
+        .fold(Counters::default(), |sum, j| sum.plus(&j.tasks));
+    assert_eq!(
+        stats.tasks, tasks,
+        "tasks by status: the sum of the jobs' counters"
+    );
     // Counters equal a recount of the tasks, tasks carry the job's namespace, the history
     // starts as the service's does and is numbered as the service numbers it.
     for job in jobs.iter().step_by(40) {

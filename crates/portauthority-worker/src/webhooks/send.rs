@@ -144,6 +144,11 @@ impl WebhookSender {
                 schedule::jitter(),
             ),
         };
+        metrics::counter!(
+            crate::metrics::WEBHOOK_DELIVERIES,
+            "outcome" => crate::metrics::delivery_outcome(&next)
+        )
+        .increment(1);
         if let Some(e) = &error {
             tracing::info!(webhook = %d.webhook_id, event = %d.event_id, attempt = d.attempt,
                 error = %e, next = ?next, "a webhook delivery failed");

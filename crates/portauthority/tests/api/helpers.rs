@@ -192,4 +192,8 @@ pub fn assert_problem(status: u16, body: &Value, expected: u16) {
         body["type"].is_string() && body["title"].is_string() && body["detail"].is_string(),
         "problem shape: {body}"
     );
+    assert!(
+        body["request_id"].as_str().is_some_and(|id| !id.is_empty()),
+        "every problem carries its request id: {body}"
+    );
 }

@@ -15,6 +15,7 @@ mod idempotency;
 mod idempotency_key;
 mod limits;
 mod lists;
+mod observability;
 mod readiness;
 mod rollup;
 mod seed;
