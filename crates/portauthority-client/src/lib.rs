@@ -2,7 +2,12 @@
 //! generator.
 //!
 //! Every method maps a non-2xx response to [`Error::Api`] carrying the server's RFC 9457
-//! problem document.
+//! problem document. The watch streams (Server-Sent Events) are typed streams that
+//! reconnect where they left off: see [`Client::watch_job`] and [`Client::watch`].
+
+mod watch;
+
+pub use watch::{RECONNECT_ATTEMPTS, WatchEvent, WatchStream};
 
 use portauthority_core::api::{
     CreateJobRequest, CreateTaskRequest, CreateTasksRequest, EventEnvelope, HeartbeatRequest,
@@ -26,6 +31,9 @@ pub enum Error {
         status: StatusCode,
         problem: Option<Problem>,
     },
+    /// The server sent something this client cannot read.
+    #[error("unreadable response: {0}")]
+    Decode(String),
 }
 
 impl Error {
@@ -33,7 +41,7 @@ impl Error {
     pub fn status(&self) -> Option<StatusCode> {
         match self {
             Error::Api { status, .. } => Some(*status),
-            Error::Transport(_) => None,
+            Error::Transport(_) | Error::Decode(_) => None,
         }
     }
 }
