@@ -5,12 +5,16 @@
 //! notes, webhooks and their deliveries, health). Every method maps a non-2xx response to
 //! [`Error::Api`] carrying the server's RFC 9457 problem document; [`Error::kind`] sorts
 //! failures into what a caller acts on (not found, conflict, invalid, unavailable, ...).
-//! [`Client::with_token`] authorises every request with a bearer token.
+//! [`Client::with_token`] authorises every request with a bearer token. The watch streams
+//! (Server-Sent Events) are typed streams that reconnect where they left off: see
+//! [`Client::watch_job`] and [`Client::watch`].
 
 mod query;
+mod watch;
 mod webhooks;
 
 pub use query::{JobQuery, PageQuery, TaskQuery};
+pub use watch::{RECONNECT_ATTEMPTS, WatchEvent, WatchStream};
 
 use portauthority_core::api::{
     CreateJobRequest, CreateTaskRequest, CreateTasksRequest, EventEnvelope, HeartbeatRequest,
@@ -36,6 +40,9 @@ pub enum Error {
         status: StatusCode,
         problem: Option<Problem>,
     },
+    /// The server sent something this client cannot read.
+    #[error("unreadable response: {0}")]
+    Decode(String),
 }
 
 /// What went wrong, in the terms a caller acts on. The HTTP statuses behind each kind are
@@ -61,7 +68,7 @@ impl Error {
     pub fn status(&self) -> Option<StatusCode> {
         match self {
             Error::Api { status, .. } => Some(*status),
-            Error::Transport(_) => None,
+            Error::Transport(_) | Error::Decode(_) => None,
         }
     }
 
@@ -69,7 +76,7 @@ impl Error {
     pub fn problem(&self) -> Option<&Problem> {
         match self {
             Error::Api { problem, .. } => problem.as_ref(),
-            Error::Transport(_) => None,
+            Error::Transport(_) | Error::Decode(_) => None,
         }
     }
 
@@ -79,7 +86,7 @@ impl Error {
             // A request that never got a status (reset, closed mid-answer) is a lost
             // connection; one that got a status but an unreadable body is not.
             Error::Transport(e) if e.is_request() && e.status().is_none() => ErrorKind::Unavailable,
-            Error::Transport(_) => ErrorKind::Other,
+            Error::Transport(_) | Error::Decode(_) => ErrorKind::Other,
             Error::Api { status, .. } => match status.as_u16() {
                 404 => ErrorKind::NotFound,
                 409 => ErrorKind::Conflict,

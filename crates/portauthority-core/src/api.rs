@@ -225,6 +225,14 @@ pub struct HistoryEvent {
     pub progress: Option<Progress>,
 }
 
+/// One change on a watch stream (`event: change`): the job as it stands when the event is
+/// sent, and the history event that changed it.
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct WatchChange {
+    pub job: Job,
+    pub event: HistoryEvent,
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct HistoryPage {
     pub events: Vec<HistoryEvent>,

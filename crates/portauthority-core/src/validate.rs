@@ -245,16 +245,29 @@ impl Meta {
     /// Index entries for the `meta.<key>=<value>` filter: one `(key, tagged value)` per
     /// top-level key whose value is a string, number or boolean.
     pub fn index_entries(&self) -> impl Iterator<Item = (&str, String)> {
-        self.map.iter().filter_map(|(k, v)| {
-            let tagged = match v {
-                Value::String(s) => format!("s:{s}"),
-                Value::Number(n) => format!("n:{}", canonical_number(n)?),
-                Value::Bool(b) => format!("b:{b}"),
-                _ => return None,
-            };
-            Some((k.as_str(), tagged))
-        })
+        self.map
+            .iter()
+            .filter_map(|(k, v)| Some((k.as_str(), meta_index_value(v)?)))
     }
+}
+
+/// A meta value as the `meta.<key>=<value>` filter sees it: tagged with its JSON type
+/// (`s:text`, `n:123`, `b:true`); None for null, arrays and objects, which no filter matches.
+pub fn meta_index_value(v: &Value) -> Option<String> {
+    Some(match v {
+        Value::String(s) => format!("s:{s}"),
+        Value::Number(n) => format!("n:{}", canonical_number(n)?),
+        Value::Bool(b) => format!("b:{b}"),
+        _ => return None,
+    })
+}
+
+/// Whether `namespace` is within the namespace prefix `prefix`: equal to it, or below it
+/// (`com.a` holds `com.a` and `com.a.mail`, not `com.ab`).
+pub fn namespace_within(prefix: &str, namespace: &str) -> bool {
+    namespace
+        .strip_prefix(prefix)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('.'))
 }
 
 /// The tagged index values a `meta.<key>=<raw>` filter matches: the string itself, and

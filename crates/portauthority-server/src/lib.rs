@@ -14,6 +14,7 @@ mod observe;
 mod openapi;
 mod routes;
 mod serve;
+mod watch;
 pub mod supervisor;
 
 use anyhow::Context;
@@ -34,6 +35,7 @@ pub use crate::metrics::{StatsLoop, install as install_metrics};
 pub use crate::observe::{REQUEST_ID, valid_request_id};
 pub use error::ApiError;
 pub use openapi::openapi;
+pub use watch::{Hub, WatchLimits};
 
 /// What `portauthority serve` is configured with.
 #[derive(Clone, Debug)]
@@ -65,6 +67,8 @@ pub struct Config {
     /// Let webhooks be created for loopback, private and link-local targets (the API's
     /// check; the worker's own setting guards the connections).
     pub webhooks_allow_private: bool,
+    /// The watch streams' cap, ring and keep-alive.
+    pub watch: WatchLimits,
 }
 
 impl Default for Config {
@@ -86,6 +90,7 @@ impl Default for Config {
             shutdown_drain: Duration::from_secs(10),
             worker: Some(portauthority_worker::WorkerConfig::default()),
             webhooks_allow_private: false,
+            watch: WatchLimits::default(),
         }
     }
 }
@@ -99,6 +104,8 @@ pub struct AppState {
     pub env: Env,
     /// See [`Config::webhooks_allow_private`].
     pub webhooks_allow_private: bool,
+    /// The process's one change-feed reader for the watch streams.
+    pub hub: Arc<Hub>,
 }
 
 /// A built application: store open and migrated, socket bound, not yet serving.
@@ -109,6 +116,9 @@ pub struct App {
     timers: serve::Timers,
     /// The worker loops this process runs besides the store's own.
     worker: Vec<Arc<dyn portauthority_store::Loop>>,
+    hub: Arc<Hub>,
+    /// Cancelled when shutdown begins: the watch streams end at once.
+    streams_end: tokio_util::sync::CancellationToken,
 }
 
 impl App {
@@ -142,11 +152,14 @@ impl App {
         env: Env,
         config: &Config,
     ) -> App {
+        let streams_end = tokio_util::sync::CancellationToken::new();
+        let hub = Arc::new(Hub::new(store.clone(), config.watch, streams_end.clone()));
         let state = AppState {
             store: store.clone(),
             limits: Arc::new(config.limits.clone()),
             env,
             webhooks_allow_private: config.webhooks_allow_private,
+            hub: hub.clone(),
         };
         App {
             listener,
@@ -158,6 +171,8 @@ impl App {
                 drain: config.shutdown_drain,
             },
             worker: Vec::new(),
+            hub,
+            streams_end,
         }
     }
 
@@ -182,7 +197,7 @@ impl App {
             .background()
             .into_iter()
             .chain(self.worker.iter().cloned())
-            .chain([stats])
+            .chain([stats, self.hub.clone() as Arc<dyn portauthority_store::Loop>])
         {
             loops.spawn(l);
         }
@@ -200,6 +215,13 @@ impl App {
         let loops = self.start_loops();
         // Trailing slashes are trimmed before routing: `/v1/jobs/` is `/v1/jobs`.
         let app = NormalizePathLayer::trim_trailing_slash().layer(self.router);
+        // Streams never finish by themselves: they end as shutdown begins, so that their
+        // connections close within the drain like any other.
+        let streams_end = self.streams_end.clone();
+        let shutdown = async move {
+            shutdown.await;
+            streams_end.cancel();
+        };
         serve::serve(self.listener, app, self.timers, shutdown).await;
         loops.shutdown().await;
         self.store.close().await;
@@ -225,7 +247,7 @@ pub async fn serve_metrics(
 
 /// The documented API routes, with their OpenAPI description.
 fn api() -> utoipa_axum::router::OpenApiRouter<AppState> {
-    use routes::{health, history, jobs, tasks, webhooks};
+    use routes::{health, history, jobs, tasks, watch, webhooks};
     use utoipa_axum::routes;
 
     utoipa_axum::router::OpenApiRouter::with_openapi(openapi::base())
@@ -240,6 +262,8 @@ fn api() -> utoipa_axum::router::OpenApiRouter<AppState> {
         .routes(routes!(tasks::set_status_batch))
         .routes(routes!(history::job_history, history::job_note))
         .routes(routes!(history::task_history, history::task_note))
+        .routes(routes!(watch::job))
+        .routes(routes!(watch::jobs))
         .routes(routes!(webhooks::create, webhooks::list))
         .routes(routes!(webhooks::get, webhooks::delete))
         .routes(routes!(webhooks::deliveries))

@@ -50,9 +50,7 @@ impl Webhook {
     pub fn wants(&self, namespace: &str, event_type: &str) -> bool {
         let in_namespace = match &self.namespace {
             None => true,
-            Some(prefix) => namespace
-                .strip_prefix(prefix.as_str())
-                .is_some_and(|rest| rest.is_empty() || rest.starts_with('.')),
+            Some(prefix) => portauthority_core::validate::namespace_within(prefix, namespace),
         };
         in_namespace
             && self

@@ -178,6 +178,14 @@ struct ServeArgs {
     /// On SIGINT/SIGTERM, how long open connections get to finish before they are closed.
     #[arg(long, env = "PORTAUTHORITY_SHUTDOWN_DRAIN", default_value = "10s", value_parser = duration)]
     shutdown_drain: Duration,
+    /// Open watch streams (Server-Sent Events) this process serves at most; one more is
+    /// answered 503.
+    #[arg(long, env = "PORTAUTHORITY_SSE_MAX_STREAMS", default_value_t = portauthority_server::WatchLimits::default().max_streams)]
+    sse_max_streams: usize,
+    /// Changes held for the watch streams: a stream that falls further behind is sent
+    /// `resync` and closed.
+    #[arg(long, env = "PORTAUTHORITY_SSE_BUFFER", default_value_t = portauthority_server::WatchLimits::default().buffer)]
+    sse_buffer: usize,
     /// Run no worker loops in this process (another process runs `portauthority worker`).
     #[arg(long, env = "PORTAUTHORITY_NO_WORKER")]
     no_worker: bool,
@@ -395,6 +403,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         shutdown_drain: args.shutdown_drain,
         worker: (!args.no_worker).then(|| args.worker.config()),
         webhooks_allow_private: args.worker.webhooks_allow_private,
+        watch: portauthority_server::WatchLimits {
+            max_streams: args.sse_max_streams,
+            buffer: args.sse_buffer,
+            ..Default::default()
+        },
         ..Config::default()
     };
     config.limits.batch_max = args.batch_max;
@@ -653,6 +666,8 @@ mod tests {
         assert_eq!(args.request_timeout, config.request_timeout);
         assert_eq!(args.idle_timeout, config.idle_timeout);
         assert_eq!(args.shutdown_drain, config.shutdown_drain);
+        assert_eq!(args.sse_max_streams, config.watch.max_streams);
+        assert_eq!(args.sse_buffer, config.watch.buffer);
         let worker = config
             .worker
             .expect("serve runs the worker loops by default");

@@ -1,5 +1,7 @@
 use super::{ApiResult, Problems, page_info};
 use crate::AppState;
+use crate::error::ApiError;
+use portauthority_core::Limits;
 use crate::extract::{ApiJson, Keyed, Query, job_id};
 use axum::Json;
 use axum::extract::{Path, RawQuery, State};
@@ -56,14 +58,7 @@ pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> ApiRe
     responses((status = 200, body = JobPage), Problems))]
 pub async fn list(State(state): State<AppState>, RawQuery(raw): RawQuery) -> ApiResult<JobPage> {
     let mut q = Query::parse(raw.as_deref())?;
-    let filter = JobFilter {
-        namespace: q.take(&["namespace"]),
-        job_type: q.take(&["type"]),
-        correlation_id: q.take(&["correlation_id", "correllation_id", "corellation_id"]),
-        statuses: q.statuses()?,
-        // Bounded here, before any query is built: each filter costs the store a probe.
-        meta: meta_filters(q.take_prefixed("meta."), &state.limits)?,
-    };
+    let filter = job_filter(&mut q, &state.limits)?;
     let paging = q.paging()?;
     q.finish(
         "namespace, type, correlation_id, status, meta.<key>, page, size, sort, order, after",
@@ -76,6 +71,18 @@ pub async fn list(State(state): State<AppState>, RawQuery(raw): RawQuery) -> Api
         }),
         jobs: page.items,
     }))
+}
+
+/// The job filters of a list (also those of a watch stream), validated.
+pub(crate) fn job_filter(q: &mut Query, limits: &Limits) -> Result<JobFilter, ApiError> {
+    Ok(JobFilter {
+        namespace: q.take(&["namespace"]),
+        job_type: q.take(&["type"]),
+        correlation_id: q.take(&["correlation_id", "correllation_id", "corellation_id"]),
+        statuses: q.statuses()?,
+        // Bounded here, before any query is built: each filter costs the store a probe.
+        meta: meta_filters(q.take_prefixed("meta."), limits)?,
+    })
 }
 
 /// Set a job's status explicitly: `completed` (only when no task is open), `failed` or

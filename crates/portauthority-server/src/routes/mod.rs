@@ -5,6 +5,7 @@ pub mod health;
 pub mod history;
 pub mod jobs;
 pub mod tasks;
+pub mod watch;
 pub mod webhooks;
 
 use crate::AppState;

@@ -22,6 +22,7 @@ mod seed;
 mod shutdown;
 mod timed_out;
 mod timeouts;
+mod watch;
 mod webhooks;
 
 /// The binary under test, for the tests that run it as a child process.
