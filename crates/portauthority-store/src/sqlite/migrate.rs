@@ -49,6 +49,11 @@ const MIGRATIONS: &[Migration] = &[
         "feed_horizon",
         include_str!("../../migrations/sqlite/0008_feed_horizon.sql"),
     ),
+    (
+        10,
+        "api_keys",
+        include_str!("../../migrations/sqlite/0010_api_keys.sql"),
+    ),
 ];
 
 /// Applies what is pending and returns the schema version. Runs in one immediate
