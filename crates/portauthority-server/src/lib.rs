@@ -4,6 +4,7 @@
 //! Only this crate knows HTTP. It never holds state another process would need: every
 //! request reads or writes through the store.
 
+pub mod auth;
 mod cursor;
 mod error;
 mod extract;
@@ -60,6 +61,11 @@ pub struct Config {
     /// Let webhooks be created for loopback, private and link-local targets (the API's
     /// check; the worker's own setting guards the connections).
     pub webhooks_allow_private: bool,
+    /// Listen on a non-loopback address although the database has no API key (anyone who
+    /// reaches the port may do anything). Without it such a `listen` is refused at start.
+    pub insecure_no_auth: bool,
+    /// Require a key on `/metrics` too (once keys exist).
+    pub metrics_need_key: bool,
 }
 
 impl Default for Config {
@@ -81,6 +87,8 @@ impl Default for Config {
             shutdown_drain: Duration::from_secs(10),
             worker: Some(portauthority_worker::WorkerConfig::default()),
             webhooks_allow_private: false,
+            insecure_no_auth: false,
+            metrics_need_key: false,
         }
     }
 }
@@ -94,6 +102,8 @@ pub struct AppState {
     pub env: Env,
     /// See [`Config::webhooks_allow_private`].
     pub webhooks_allow_private: bool,
+    /// The API keys callers are checked against.
+    pub keys: Arc<auth::Keys>,
 }
 
 /// A built application: store open and migrated, socket bound, not yet serving.
@@ -121,6 +131,7 @@ impl App {
             }
             None => Vec::new(),
         };
+        safe_to_listen(store.as_ref(), &config).await?;
         let listener = TcpListener::bind(&config.listen)
             .await
             .with_context(|| format!("binding {}", config.listen))?;
@@ -136,11 +147,17 @@ impl App {
         env: Env,
         config: &Config,
     ) -> App {
+        let keys = Arc::new(auth::Keys::new(
+            store.clone(),
+            env.clone(),
+            config.metrics_need_key,
+        ));
         let state = AppState {
             store: store.clone(),
             limits: Arc::new(config.limits.clone()),
             env,
             webhooks_allow_private: config.webhooks_allow_private,
+            keys,
         };
         App {
             listener,
@@ -197,9 +214,44 @@ impl App {
     }
 }
 
+/// Safe by default: with no API key in the database, only a loopback address may be
+/// listened on, unless `--insecure-no-auth` says otherwise (and then a warning is logged).
+async fn safe_to_listen(store: &dyn Store, config: &Config) -> anyhow::Result<()> {
+    if store.has_keys().await.context("reading the API keys")? {
+        return Ok(());
+    }
+    if listens_on_loopback_only(&config.listen).await? {
+        return Ok(());
+    }
+    if config.insecure_no_auth {
+        tracing::warn!(
+            listen = %config.listen,
+            "serving without authentication on a non-loopback address (--insecure-no-auth): \
+             anyone who reaches it can read and change every job"
+        );
+        return Ok(());
+    }
+    anyhow::bail!(
+        "refusing to listen on {} without authentication: the database has no API key. \
+         Create one with `portauthority keys create --role admin --namespace '*' \
+         --database-url URL`, listen on a loopback address (127.0.0.1), or pass \
+         --insecure-no-auth to serve anyway",
+        config.listen
+    )
+}
+
+/// Whether every address `listen` resolves to is a loopback one.
+async fn listens_on_loopback_only(listen: &str) -> anyhow::Result<bool> {
+    let addrs: Vec<SocketAddr> = tokio::net::lookup_host(listen)
+        .await
+        .with_context(|| format!("resolving {listen}"))?
+        .collect();
+    Ok(!addrs.is_empty() && addrs.iter().all(|a| a.ip().is_loopback()))
+}
+
 /// The documented API routes, with their OpenAPI description.
 fn api() -> utoipa_axum::router::OpenApiRouter<AppState> {
-    use routes::{health, history, jobs, tasks, webhooks};
+    use routes::{health, history, jobs, session, tasks, webhooks};
     use utoipa_axum::routes;
 
     utoipa_axum::router::OpenApiRouter::with_openapi(openapi::base())
@@ -218,6 +270,7 @@ fn api() -> utoipa_axum::router::OpenApiRouter<AppState> {
         .routes(routes!(webhooks::get, webhooks::delete))
         .routes(routes!(webhooks::deliveries))
         .routes(routes!(webhooks::retry))
+        .routes(routes!(session::create, session::delete))
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
 }
@@ -225,6 +278,7 @@ fn api() -> utoipa_axum::router::OpenApiRouter<AppState> {
 /// The whole HTTP surface, with the request guards of `config` (body limit, body and
 /// request timeouts).
 pub fn router(state: AppState, config: &Config) -> Router {
+    let keys = state.keys.clone();
     let (api, spec) = api().split_for_parts();
     let spec = Arc::new(spec);
 
@@ -238,6 +292,8 @@ pub fn router(state: AppState, config: &Config) -> Router {
     .fallback(|| async { ApiError::NotFound("no such resource".into()) })
     .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
     .with_state(state)
+    // Every /v1 request finds its caller here first (401/403 before any handler).
+    .layer(axum::middleware::from_fn_with_state(keys, auth::authorize))
     .layer(DefaultBodyLimit::max(config.body_limit))
     // The deadline starts when the request reaches this layer, at the end of its head; a
     // body that misses it is a 408 where it is read (`extract.rs`).

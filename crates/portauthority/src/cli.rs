@@ -35,6 +35,9 @@ enum Command {
     /// Load realistic jobs in bulk, straight into the database (for benchmarks and
     /// list-performance work; see docs/list-performance.md).
     Seed(SeedArgs),
+    /// Manage API keys (in the database: needs --database-url).
+    #[command(subcommand)]
+    Keys(crate::keys::KeysCommand),
 }
 
 #[derive(Args, Debug)]
@@ -73,14 +76,14 @@ struct BenchCommand {
 }
 
 #[derive(Args, Debug)]
-struct DatabaseArgs {
+pub struct DatabaseArgs {
     /// Database URL: sqlite://PATH (embedded default).
     #[arg(
         long,
         env = "PORTAUTHORITY_DATABASE_URL",
         default_value = "sqlite://portauthority.db"
     )]
-    database_url: String,
+    pub database_url: String,
 }
 
 #[derive(Args, Debug)]
@@ -134,6 +137,15 @@ struct ServeArgs {
     /// Run no worker loops in this process (another process runs `portauthority worker`).
     #[arg(long, env = "PORTAUTHORITY_NO_WORKER")]
     no_worker: bool,
+    /// Listen on a non-loopback address although the database has no API key: anyone
+    /// who reaches the port may read and change everything (a warning is logged). Without
+    /// keys and without this flag, only loopback addresses are accepted.
+    #[arg(long, env = "PORTAUTHORITY_INSECURE_NO_AUTH")]
+    insecure_no_auth: bool,
+    /// Require an API key on /metrics too, once keys exist (by default /healthz, /readyz
+    /// and /metrics stay open).
+    #[arg(long, env = "PORTAUTHORITY_METRICS_REQUIRE_KEY")]
+    metrics_require_key: bool,
     #[command(flatten)]
     worker: WorkerArgs,
 }
@@ -264,8 +276,18 @@ impl RetentionArgs {
     }
 }
 
-pub async fn run(cli: Cli) -> anyhow::Result<()> {
-    match cli.command {
+/// Runs a subcommand; `Ok(code)` is the process's exit code.
+pub async fn run(cli: Cli) -> anyhow::Result<u8> {
+    if let Command::Keys(cmd) = cli.command {
+        init_logging("text");
+        return crate::keys::run(cmd).await;
+    }
+    run_other(cli.command).await.map(|()| 0)
+}
+
+async fn run_other(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Keys(_) => unreachable!("handled by run"),
         Command::Serve(args) => serve(args).await,
         Command::Worker(args) => worker(args).await,
         Command::Migrate(args) => {
@@ -328,6 +350,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         shutdown_drain: args.shutdown_drain,
         worker: (!args.no_worker).then(|| args.worker.config()),
         webhooks_allow_private: args.worker.webhooks_allow_private,
+        insecure_no_auth: args.insecure_no_auth,
+        metrics_need_key: args.metrics_require_key,
         ..Config::default()
     };
     config.limits.batch_max = args.batch_max;
@@ -407,7 +431,7 @@ fn duration(raw: &str) -> Result<Duration, String> {
 }
 
 /// Hides a password in a database URL before it is logged.
-fn redact(url: &str) -> String {
+pub(crate) fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
         (Some(s), Some(at)) if at > s => {
             let creds = &url[s + 3..at];

@@ -1,6 +1,7 @@
 //! `portauthority`: the server, the migrator and the command-line client in one binary.
 
 mod cli;
+mod keys;
 
 use clap::Parser;
 
@@ -8,7 +9,7 @@ use clap::Parser;
 async fn main() -> std::process::ExitCode {
     let args = cli::Cli::parse();
     match cli::run(args).await {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+        Ok(code) => std::process::ExitCode::from(code),
         Err(e) => {
             eprintln!("error: {e:#}");
             std::process::ExitCode::FAILURE

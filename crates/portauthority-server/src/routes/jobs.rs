@@ -1,5 +1,6 @@
 use super::{ApiResult, Problems, page_info};
 use crate::AppState;
+use crate::auth::Caller;
 use crate::extract::{ApiJson, Keyed, Query, job_id};
 use axum::Json;
 use axum::extract::{Path, RawQuery, State};
@@ -16,13 +17,14 @@ use portauthority_store::{Answer, Cursor, JobFilter, SortValue};
     responses((status = 200, body = JobEnvelope), Problems))]
 pub async fn create(
     State(state): State<AppState>,
+    caller: Caller,
     Keyed {
         body: ApiJson(body),
         once,
     }: Keyed<ApiJson<CreateJobRequest>>,
 ) -> ApiResult<JobEnvelope> {
     let job = body.validate(&state.limits, state.env.ids.as_ref())?;
-    match super::run(&state, once, Command::CreateJob(job)).await? {
+    match super::run(&state, &caller, once, Command::CreateJob(job)).await? {
         Answer::Job { job, .. } => Ok(Json(JobEnvelope { job })),
         other => Err(super::unexpected(other)),
     }
@@ -32,10 +34,14 @@ pub async fn create(
 #[utoipa::path(get, path = "/v1/jobs/{id}", tag = "jobs",
     params(("id" = String, Path, description = "job id (UUID)")),
     responses((status = 200, body = JobEnvelope), Problems))]
-pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<JobEnvelope> {
+pub async fn get(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<JobEnvelope> {
     let id = job_id(&id)?;
     Ok(Json(JobEnvelope {
-        job: state.store.get_job(id).await?,
+        job: state.store.get_job_in(&caller.scope, id).await?,
     }))
 }
 
@@ -54,7 +60,11 @@ pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> ApiRe
         ("after" = Option<String>, Query, description = "keyset paging: the `next` cursor of the previous page (same sort and order)"),
     ),
     responses((status = 200, body = JobPage), Problems))]
-pub async fn list(State(state): State<AppState>, RawQuery(raw): RawQuery) -> ApiResult<JobPage> {
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    RawQuery(raw): RawQuery,
+) -> ApiResult<JobPage> {
     let mut q = Query::parse(raw.as_deref())?;
     let filter = JobFilter {
         namespace: q.take(&["namespace"]),
@@ -63,6 +73,7 @@ pub async fn list(State(state): State<AppState>, RawQuery(raw): RawQuery) -> Api
         statuses: q.statuses()?,
         // Bounded here, before any query is built: each filter costs the store a probe.
         meta: meta_filters(q.take_prefixed("meta."), &state.limits)?,
+        scope: caller.scope,
     };
     let paging = q.paging()?;
     q.finish(
@@ -85,10 +96,13 @@ pub async fn list(State(state): State<AppState>, RawQuery(raw): RawQuery) -> Api
     responses((status = 200, body = JobEnvelope), Problems))]
 pub async fn set_status(
     State(state): State<AppState>,
+    caller: Caller,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<SetJobStatusRequest>,
 ) -> ApiResult<JobEnvelope> {
     let cmd = body.into_command(job_id(&id)?, &state.limits)?;
-    let job = state.store.run_set_job_status(cmd).await?;
-    Ok(Json(JobEnvelope { job }))
+    match super::run(&state, &caller, None, Command::SetJobStatus(cmd)).await? {
+        Answer::Job { job, .. } => Ok(Json(JobEnvelope { job })),
+        other => Err(super::unexpected(other)),
+    }
 }

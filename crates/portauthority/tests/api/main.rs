@@ -2,6 +2,7 @@
 //! through the typed client and raw HTTP. All modules compile into this one binary; what
 //! it shares with the PostgreSQL tests is in `portauthority-testkit`.
 
+mod auth;
 mod concurrency;
 mod crash;
 mod errors;
