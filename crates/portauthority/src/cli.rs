@@ -73,6 +73,13 @@ struct BenchCommand {
     bus: bool,
     #[command(flatten)]
     bus_args: portauthority_bench::bus::BusArgs,
+    /// The bearer token to send (a server with API keys).
+    #[arg(long, env = "PORTAUTHORITY_TOKEN")]
+    token: Option<String>,
+    /// For a started server: create an admin key in its database first and send its
+    /// token, so that every request passes the key check (the A/B of auth's cost).
+    #[arg(long)]
+    with_key: bool,
 }
 
 #[derive(Args, Debug)]
@@ -487,6 +494,7 @@ fn peak_rss_mib(pid: u32) -> Option<f64> {
 async fn bench(b: BenchCommand) -> anyhow::Result<()> {
     let mut _tmp = None;
     let mut child = None;
+    let mut token = b.token.clone();
     let url = match b.url {
         Some(url) => url,
         None => {
@@ -508,6 +516,9 @@ async fn bench(b: BenchCommand) -> anyhow::Result<()> {
                     anyhow::bail!("unknown --spawn {other:?}: expected sqlite or postgres")
                 }
             };
+            if b.with_key {
+                token = Some(crate::keys::bench_key(&database_url).await?.reveal());
+            }
             let port = std::net::TcpListener::bind("127.0.0.1:0")?
                 .local_addr()?
                 .port();
@@ -537,7 +548,7 @@ async fn bench(b: BenchCommand) -> anyhow::Result<()> {
             format!("http://{listen}")
         }
     };
-    let client = portauthority_client::Client::new(url.clone());
+    let client = portauthority_client::Client::new(url.clone()).with_token(token);
     let started = std::time::Instant::now();
     while client
         .request(reqwest::Method::GET, "/healthz")

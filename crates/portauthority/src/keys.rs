@@ -95,34 +95,63 @@ async fn create(a: CreateArgs) -> anyhow::Result<u8> {
         }),
         Err(e) => return refuse(&format!("--expires: {e}")),
     };
-    let mut random = [0u8; TOKEN_RANDOM_BYTES];
-    getrandom::fill(&mut random)
-        .map_err(|e| anyhow::anyhow!("reading the system's random source: {e}"))?;
-    let token = Token::from_random(&random);
-    let store = open(&a.db).await?;
-    store
-        .create_key(StoredKey {
-            record: KeyRecord {
-                id: token.key_id().to_owned(),
-                name: a.name,
-                role,
-                scope,
-                created_at,
-                expires_at,
-                revoked_at: None,
-                last_used_at: None,
-            },
-            secret_hash: token.secret_hash(),
-        })
-        .await
-        .context("storing the key")?;
-    store.close().await;
+    let record = KeyRecord {
+        id: String::new(),
+        name: a.name,
+        role,
+        scope,
+        created_at,
+        expires_at,
+        revoked_at: None,
+        last_used_at: None,
+    };
+    let token = store_new_key(&a.db.database_url, record).await?;
     println!("{}", token.reveal());
     eprintln!(
         "created key {} ({role}); this is the only time its token is shown",
         token.key_id()
     );
     Ok(0)
+}
+
+/// Makes a token for `record` (its id is the token's) and stores the key.
+pub async fn store_new_key(database_url: &str, mut record: KeyRecord) -> anyhow::Result<Token> {
+    let mut random = [0u8; TOKEN_RANDOM_BYTES];
+    getrandom::fill(&mut random)
+        .map_err(|e| anyhow::anyhow!("reading the system's random source: {e}"))?;
+    let token = Token::from_random(&random);
+    record.id = token.key_id().to_owned();
+    let store = portauthority_store::open(database_url)
+        .await
+        .with_context(|| format!("opening the store at {}", crate::cli::redact(database_url)))?;
+    let stored = store
+        .create_key(StoredKey {
+            record,
+            secret_hash: token.secret_hash(),
+        })
+        .await
+        .context("storing the key");
+    store.close().await;
+    stored?;
+    Ok(token)
+}
+
+/// An admin key of every namespace, for `bench --with-key`.
+pub async fn bench_key(database_url: &str) -> anyhow::Result<Token> {
+    store_new_key(
+        database_url,
+        KeyRecord {
+            id: String::new(),
+            name: Some("bench".into()),
+            role: Role::Admin,
+            scope: Scope::all(),
+            created_at: now(),
+            expires_at: None,
+            revoked_at: None,
+            last_used_at: None,
+        },
+    )
+    .await
 }
 
 fn refuse(message: &str) -> anyhow::Result<u8> {
