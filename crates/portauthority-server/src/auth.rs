@@ -27,6 +27,9 @@ use std::time::{Duration, Instant};
 /// on how late a revocation takes effect in a running server.
 pub const CACHE_TTL: Duration = Duration::from_secs(5);
 
+/// Entries past which expired ones are dropped (each a few hundred bytes).
+const CACHE_MAX: usize = 10_000;
+
 /// `last_used_at` is written at most this often per key (and process), off the request path.
 const TOUCH_EVERY: Duration = Duration::from_secs(60);
 
@@ -119,37 +122,66 @@ impl Keys {
         }
     }
 
-    /// Whether callers need a key: once any key exists in the database.
+    /// Whether callers need a key: once any key exists in the database. One request at a
+    /// time re-reads it when the answer is older than [`CACHE_TTL`]; the others meanwhile
+    /// go on with the answer they have, so that a burst does not queue on the pool.
     pub async fn required(&self) -> Result<bool, ApiError> {
         {
-            let any = self.any.lock().expect("lock");
+            let mut any = self.any.lock().expect("lock");
             match *any {
                 (true, _) => return Ok(true),
                 (false, Some(at)) if at.elapsed() < CACHE_TTL => return Ok(false),
-                _ => {}
+                (false, _) => any.1 = Some(Instant::now()),
             }
         }
-        let found = self.store.has_keys().await?;
-        *self.any.lock().expect("lock") = (found, Some(Instant::now()));
-        Ok(found)
+        let found = self.store.has_keys().await;
+        let mut any = self.any.lock().expect("lock");
+        match found {
+            Ok(found) => {
+                any.0 |= found;
+                Ok(any.0)
+            }
+            Err(e) => {
+                // Read again by the next request.
+                any.1 = None;
+                Err(e.into())
+            }
+        }
     }
 
     /// The caller a token stands for, or why it stands for none.
     pub async fn verify(&self, token: &str) -> Result<Caller, AuthError> {
         let token = Token::parse(token).ok_or(AuthError::Token(KeyRefusal::Malformed))?;
         let id = token.key_id().to_owned();
-        let fresh = {
-            let cache = self.cache.lock().expect("lock");
-            cache
-                .get(&id)
-                .filter(|c| c.fetched.elapsed() < CACHE_TTL)
-                .map(|c| c.key.clone())
+        // A fresh entry is used as it is; a stale one is used by everyone but the one
+        // request that re-reads it (its time is moved on first), so that a burst does not
+        // queue on the pool. A key never seen is read by whoever needs it.
+        let cached = {
+            let mut cache = self.cache.lock().expect("lock");
+            match cache.get_mut(&id) {
+                Some(c) if c.fetched.elapsed() < CACHE_TTL => Some(c.key.clone()),
+                Some(c) => {
+                    c.fetched = Instant::now();
+                    None
+                }
+                None => None,
+            }
         };
-        let key = match fresh {
+        let key = match cached {
             Some(key) => key,
             None => {
-                let key = self.store.find_key(&id).await.map_err(ApiError::from)?;
+                let key = match self.store.find_key(&id).await {
+                    Ok(key) => key,
+                    Err(e) => {
+                        self.cache.lock().expect("lock").remove(&id);
+                        return Err(ApiError::from(e).into());
+                    }
+                };
                 let mut cache = self.cache.lock().expect("lock");
+                // Ids of made-up tokens must not grow it without bound.
+                if cache.len() >= CACHE_MAX {
+                    cache.retain(|_, c| c.fetched.elapsed() < CACHE_TTL);
+                }
                 let touched = cache.get(&id).and_then(|c| c.touched);
                 cache.insert(
                     id.clone(),
