@@ -6,6 +6,7 @@
 //! same rules run inside a SQLite transaction, a PostgreSQL transaction and a property test.
 
 pub mod api;
+pub mod auth;
 pub mod clock;
 pub mod command;
 pub mod ids;
@@ -18,6 +19,7 @@ pub mod time;
 pub mod validate;
 
 pub use api::EventKind;
+pub use auth::{Action, Pattern, Role, Scope};
 pub use clock::{Clock, Env, Ids, ManualClock};
 pub use command::{AddTasks, Command, NewNote, SetJobStatus, TaskUpdate};
 pub use ids::{JobId, TaskId};

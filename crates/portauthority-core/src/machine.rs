@@ -154,6 +154,9 @@ pub enum Refusal {
     /// The job or task the command names does not exist (HTTP 404).
     #[error("{0}")]
     NotFound(String),
+    /// The caller's key may not do this: creating in a namespace outside its scope (HTTP 403).
+    #[error("{0}")]
+    Forbidden(String),
 }
 
 impl Refusal {

@@ -13,6 +13,7 @@
 //! numbered 1, 2, 3, ... without gaps in the order they commit, on every store.
 
 use crate::api::{EventKind, HistoryEvent, Job, NewJob, NewTask, Task};
+use crate::auth::Scope;
 use crate::command::{AddTasks, NewNote, SetJobStatus, TaskUpdate};
 use crate::ids::{JobId, TaskId};
 use crate::machine::{self, EventDraft, JobState, Refusal, TaskChange, TaskState};
@@ -35,6 +36,8 @@ pub const fn published(kind: EventKind) -> bool {
 /// What a command reads and writes of a job row besides its tasks.
 #[derive(Clone, Debug, PartialEq)]
 pub struct JobHead {
+    /// The job's namespace: what the caller's scope is checked against.
+    pub namespace: String,
     pub state: JobState,
     /// The per-job sequence number of the job's last history event (0: none yet).
     pub last_seq: i64,
@@ -102,6 +105,7 @@ impl StoredJob {
 
     pub fn head(&self) -> JobHead {
         JobHead {
+            namespace: self.job.namespace.clone(),
             state: JobState {
                 status: self.job.status,
                 explicit: self.explicit,
@@ -337,6 +341,23 @@ impl Jobs {
     }
 }
 
+/// A loaded job as `scope` sees it: one outside the scope is not there (404, never 403, so
+/// that a key cannot learn that a job of another namespace exists).
+pub fn visible<T>(scope: &Scope, job: Option<T>, namespace: impl Fn(&T) -> &str) -> Option<T> {
+    job.filter(|j| scope.allows(namespace(j)))
+}
+
+/// Refuses to create anything in a namespace outside `scope` (403: the caller names the
+/// namespace, so nothing is revealed).
+pub fn may_create_in(scope: &Scope, namespaces: &[&str]) -> Result<(), Refusal> {
+    match namespaces.iter().find(|n| !scope.allows(n)) {
+        Some(n) => Err(Refusal::Forbidden(format!(
+            "this key may not create in namespace {n:?}"
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// Where a task to add stands against the task already stored under its id, if any: new
 /// (`None`: to insert), an idempotent repeat (`Some(stored)`), or a conflict.
 fn classify_task(
@@ -392,11 +413,15 @@ pub struct Created<T> {
 /// Creates a job with its first tasks. `existing` is the job stored under the id, if any;
 /// `stored` the tasks stored under the ids of `new.tasks`.
 pub fn create_job(
+    scope: &Scope,
     new: NewJob,
     existing: Option<StoredJob>,
     stored: &HashMap<TaskId, Task>,
     now: Timestamp,
 ) -> Result<(Plan, Created<Job>), Refusal> {
+    let mut namespaces = vec![new.namespace.as_str()];
+    namespaces.extend(new.tasks.iter().map(|t| t.namespace.as_str()));
+    may_create_in(scope, &namespaces)?;
     let mut plan = Plan::new(now);
     if let Some(existing) = existing {
         let same = new.matches(&existing.job)
@@ -444,6 +469,7 @@ pub fn create_job(
     set_progress(&mut job, &Rate::default(), now);
     // Numbered from nothing: the inserted row carries the `last_seq` its events leave.
     let empty = JobHead {
+        namespace: job.namespace.clone(),
         state,
         last_seq: 0,
         times_out_at: job_times_out_at(&job),
@@ -474,12 +500,16 @@ pub fn create_job(
 /// Adds tasks to a job, all or none. `stored` holds the tasks stored under the ids of
 /// `cmd.tasks`. Tasks that are idempotent repeats are returned as stored.
 pub fn add_tasks(
+    scope: &Scope,
     cmd: AddTasks,
     job: Option<JobHead>,
     stored: &HashMap<TaskId, Task>,
     now: Timestamp,
 ) -> Result<(Plan, Vec<Task>), Refusal> {
-    let head = job.ok_or_else(|| Refusal::job_not_found(cmd.job_id))?;
+    let head = visible(scope, job, |h| &h.namespace)
+        .ok_or_else(|| Refusal::job_not_found(cmd.job_id))?;
+    let namespaces: Vec<&str> = cmd.tasks.iter().map(|t| t.namespace.as_str()).collect();
+    may_create_in(scope, &namespaces)?;
     let mut plan = Plan::new(now);
     let mut parts = Vec::with_capacity(cmd.tasks.len());
     for t in &cmd.tasks {
@@ -521,12 +551,14 @@ pub fn set_job_status_cancels(job: &JobState, to: Status) -> bool {
 /// Sets a job's status explicitly. `open` lists the job's pending and in-progress tasks
 /// when [`set_job_status_cancels`] says they are needed (else it may be empty).
 pub fn set_job_status(
+    scope: &Scope,
     cmd: SetJobStatus,
     job: Option<StoredJob>,
     open: &[(TaskId, Status)],
     now: Timestamp,
 ) -> Result<(Plan, Job), Refusal> {
-    let mut row = job.ok_or_else(|| Refusal::job_not_found(cmd.job_id))?;
+    let mut row = visible(scope, job, |j| &j.job.namespace)
+        .ok_or_else(|| Refusal::job_not_found(cmd.job_id))?;
     let head = row.head();
     let mut plan = Plan::new(now);
     let out = machine::set_job_status(&head.state, cmd.to, cmd.reason.clone(), now)?;
@@ -555,6 +587,7 @@ pub fn set_job_status(
 /// found, a rule) changes nothing and gets its own refusal. `jobs` and `tasks` hold the
 /// rows found for the ids the updates name.
 pub fn update_tasks(
+    scope: &Scope,
     updates: &[TaskUpdate],
     jobs: &HashMap<JobId, JobHead>,
     mut tasks: HashMap<TaskId, Task>,
@@ -567,7 +600,7 @@ pub fn update_tasks(
     let mut changed: Vec<(TaskId, Status)> = Vec::new();
     for u in updates {
         let (Some(loaded), Some(task)) = (
-            jobs.get(&u.job_id),
+            visible(scope, jobs.get(&u.job_id), |h| &h.namespace),
             tasks.get_mut(&u.task_id).filter(|t| t.job_id == u.job_id),
         ) else {
             results.push(Err(Refusal::task_not_found(u.job_id, u.task_id)));
@@ -621,12 +654,14 @@ pub fn update_tasks(
 /// Appends a note to a job's history, or to one of its tasks' (`task`: the task stored
 /// under `note.task_id`, if the note names one). The event is the plan's only one.
 pub fn add_note(
+    scope: &Scope,
     note: NewNote,
     job: Option<JobHead>,
     task: Option<&Task>,
     now: Timestamp,
 ) -> Result<Plan, Refusal> {
-    let head = job.ok_or_else(|| Refusal::job_not_found(note.job_id))?;
+    let head = visible(scope, job, |h| &h.namespace)
+        .ok_or_else(|| Refusal::job_not_found(note.job_id))?;
     if let Some(task_id) = note.task_id
         && task.is_none_or(|t| t.job_id != note.job_id || t.id != task_id)
     {

@@ -20,6 +20,13 @@ pub enum ApiError {
     Unprocessable(String),
     #[error("{0}")]
     NotFound(String),
+    /// A missing, malformed, unknown, revoked or expired token (the auth layer adds the
+    /// `WWW-Authenticate` challenge).
+    #[error("{0}")]
+    Unauthorized(String),
+    /// The caller's key may not do this.
+    #[error("{0}")]
+    Forbidden(String),
     #[error("method not allowed")]
     MethodNotAllowed,
     #[error("{0}")]
@@ -45,6 +52,8 @@ impl ApiError {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Invalid(_) | ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
@@ -60,6 +69,8 @@ impl ApiError {
             ApiError::BadRequest(_) => "bad-request",
             ApiError::Invalid(_) | ApiError::Unprocessable(_) => "validation-failed",
             ApiError::NotFound(_) => "not-found",
+            ApiError::Unauthorized(_) => "unauthorized",
+            ApiError::Forbidden(_) => "forbidden",
             ApiError::MethodNotAllowed => "method-not-allowed",
             ApiError::Conflict(_) => "conflict",
             ApiError::RequestTimeout(_) => "request-timeout",
@@ -136,6 +147,7 @@ impl From<StoreError> for ApiError {
         match e {
             StoreError::NotFound(m) => ApiError::NotFound(m),
             StoreError::Conflict(m) => ApiError::Conflict(m),
+            StoreError::Forbidden(m) => ApiError::Forbidden(m),
             StoreError::Invalid(m) => ApiError::Unprocessable(m),
             StoreError::Unavailable(m) => ApiError::Unavailable(m),
             StoreError::Config(m) | StoreError::Internal(m) => ApiError::Internal(m),

@@ -336,7 +336,14 @@ where
         };
         let key = idempotency_key(key)?;
         let (parts, body) = req.into_parts();
-        let scope = format!("http:{} {}:{key}", parts.method, parts.uri.path());
+        // Each API key has its own idempotency keys: a replay never hands one key the
+        // answer to another's request.
+        let caller = parts
+            .extensions
+            .get::<crate::auth::Caller>()
+            .and_then(|c| c.key_id.as_deref())
+            .map_or_else(String::new, |id| format!("key={id}:"));
+        let scope = format!("http:{caller}{} {}:{key}", parts.method, parts.uri.path());
         let bytes = body_bytes(Request::from_parts(parts.clone(), body), state).await?;
         use sha2::Digest;
         let fingerprint = format!("{:x}", sha2::Sha256::digest(&bytes));

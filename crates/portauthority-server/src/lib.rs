@@ -4,6 +4,7 @@
 //! Only this crate knows HTTP. It never holds state another process would need: every
 //! request reads or writes through the store.
 
+pub mod auth;
 mod cursor;
 mod dashboard;
 mod error;
@@ -69,6 +70,11 @@ pub struct Config {
     pub webhooks_allow_private: bool,
     /// The watch streams' cap, ring and keep-alive.
     pub watch: WatchLimits,
+    /// Listen on a non-loopback address although the database has no API key (anyone who
+    /// reaches the port may do anything). Without it such a `listen` is refused at start.
+    pub insecure_no_auth: bool,
+    /// Require a key on `/metrics` too (once keys exist).
+    pub metrics_need_key: bool,
 }
 
 impl Default for Config {
@@ -91,6 +97,8 @@ impl Default for Config {
             worker: Some(portauthority_worker::WorkerConfig::default()),
             webhooks_allow_private: false,
             watch: WatchLimits::default(),
+            insecure_no_auth: false,
+            metrics_need_key: false,
         }
     }
 }
@@ -106,6 +114,8 @@ pub struct AppState {
     pub webhooks_allow_private: bool,
     /// The process's one change-feed reader for the watch streams.
     pub hub: Arc<Hub>,
+    /// The API keys callers are checked against.
+    pub keys: Arc<auth::Keys>,
 }
 
 /// A built application: store open and migrated, socket bound, not yet serving.
@@ -137,6 +147,7 @@ impl App {
             }
             None => Vec::new(),
         };
+        safe_to_listen(store.as_ref(), &config).await?;
         let listener = TcpListener::bind(&config.listen)
             .await
             .with_context(|| format!("binding {}", config.listen))?;
@@ -154,12 +165,18 @@ impl App {
     ) -> App {
         let streams_end = tokio_util::sync::CancellationToken::new();
         let hub = Arc::new(Hub::new(store.clone(), config.watch, streams_end.clone()));
+        let keys = Arc::new(auth::Keys::new(
+            store.clone(),
+            env.clone(),
+            config.metrics_need_key,
+        ));
         let state = AppState {
             store: store.clone(),
             limits: Arc::new(config.limits.clone()),
             env,
             webhooks_allow_private: config.webhooks_allow_private,
             hub: hub.clone(),
+            keys,
         };
         App {
             listener,
@@ -245,9 +262,44 @@ pub async fn serve_metrics(
         .context("serving metrics")
 }
 
+/// Safe by default: with no API key in the database, only a loopback address may be
+/// listened on, unless `--insecure-no-auth` says otherwise (and then a warning is logged).
+async fn safe_to_listen(store: &dyn Store, config: &Config) -> anyhow::Result<()> {
+    if store.has_keys().await.context("reading the API keys")? {
+        return Ok(());
+    }
+    if listens_on_loopback_only(&config.listen).await? {
+        return Ok(());
+    }
+    if config.insecure_no_auth {
+        tracing::warn!(
+            listen = %config.listen,
+            "serving without authentication on a non-loopback address (--insecure-no-auth): \
+             anyone who reaches it can read and change every job"
+        );
+        return Ok(());
+    }
+    anyhow::bail!(
+        "refusing to listen on {} without authentication: the database has no API key. \
+         Create one with `portauthority keys create --role admin --namespace '*' \
+         --database-url URL`, listen on a loopback address (127.0.0.1), or pass \
+         --insecure-no-auth to serve anyway",
+        config.listen
+    )
+}
+
+/// Whether every address `listen` resolves to is a loopback one.
+async fn listens_on_loopback_only(listen: &str) -> anyhow::Result<bool> {
+    let addrs: Vec<SocketAddr> = tokio::net::lookup_host(listen)
+        .await
+        .with_context(|| format!("resolving {listen}"))?
+        .collect();
+    Ok(!addrs.is_empty() && addrs.iter().all(|a| a.ip().is_loopback()))
+}
+
 /// The documented API routes, with their OpenAPI description.
 fn api() -> utoipa_axum::router::OpenApiRouter<AppState> {
-    use routes::{health, history, jobs, tasks, watch, webhooks};
+    use routes::{health, history, jobs, session, tasks, watch, webhooks};
     use utoipa_axum::routes;
 
     utoipa_axum::router::OpenApiRouter::with_openapi(openapi::base())
@@ -268,6 +320,7 @@ fn api() -> utoipa_axum::router::OpenApiRouter<AppState> {
         .routes(routes!(webhooks::get, webhooks::delete))
         .routes(routes!(webhooks::deliveries))
         .routes(routes!(webhooks::retry))
+        .routes(routes!(session::create, session::delete))
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
         .routes(routes!(health::metrics))
@@ -276,6 +329,7 @@ fn api() -> utoipa_axum::router::OpenApiRouter<AppState> {
 /// The whole HTTP surface, with the request guards of `config` (body limit, body and
 /// request timeouts).
 pub fn router(state: AppState, config: &Config) -> Router {
+    let keys = state.keys.clone();
     let (api, spec) = api().split_for_parts();
     let spec = Arc::new(spec);
 
@@ -290,6 +344,8 @@ pub fn router(state: AppState, config: &Config) -> Router {
         .fallback(|| async { ApiError::NotFound("no such resource".into()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .with_state(state)
+        // Every /v1 request finds its caller here first (401/403 before any handler).
+        .layer(axum::middleware::from_fn_with_state(keys, auth::authorize))
         .layer(DefaultBodyLimit::max(config.body_limit))
         // The deadline starts when the request reaches this layer, at the end of its head; a
         // body that misses it is a 408 where it is read (`extract.rs`).
@@ -307,7 +363,6 @@ pub fn router(state: AppState, config: &Config) -> Router {
             middleware::request_deadline,
         ))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(on_panic))
-        .layer(tower_http::trace::TraceLayer::new_for_http())
         // Outermost: every response, whoever made it, gets its request id, its log line and
         // its metrics.
         .layer(axum::middleware::from_fn(observe::observe))

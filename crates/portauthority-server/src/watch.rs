@@ -99,7 +99,8 @@ impl Scope {
         match self {
             Scope::Job(id) => c.job.id == *id,
             Scope::Jobs(f) => {
-                f.namespace
+                f.scope.allows(&c.job.namespace)
+                    && f.namespace
                     .as_deref()
                     .is_none_or(|p| namespace_within(p, &c.job.namespace))
                     && f.job_type.as_deref().is_none_or(|t| t == c.job.job_type)

@@ -13,6 +13,9 @@ pub enum StoreError {
     /// The request can never apply (HTTP 422).
     #[error("{0}")]
     Invalid(String),
+    /// The caller's key may not do this (HTTP 403).
+    #[error("{0}")]
+    Forbidden(String),
     /// The database cannot be reached or is overloaded; retrying later may work (HTTP 503).
     #[error("store unavailable: {0}")]
     Unavailable(String),
@@ -30,6 +33,7 @@ impl From<Refusal> for StoreError {
             Refusal::Conflict(m) => StoreError::Conflict(m),
             Refusal::Invalid(m) => StoreError::Invalid(m),
             Refusal::NotFound(m) => StoreError::NotFound(m),
+            Refusal::Forbidden(m) => StoreError::Forbidden(m),
         }
     }
 }
@@ -40,7 +44,10 @@ impl StoreError {
     pub fn is_refusal(&self) -> bool {
         matches!(
             self,
-            StoreError::NotFound(_) | StoreError::Conflict(_) | StoreError::Invalid(_)
+            StoreError::NotFound(_)
+                | StoreError::Conflict(_)
+                | StoreError::Invalid(_)
+                | StoreError::Forbidden(_)
         )
     }
 

@@ -10,6 +10,7 @@ pub mod background;
 mod error;
 pub mod feed;
 pub mod metrics;
+pub mod keys;
 pub mod once;
 pub mod postgres;
 mod query;
@@ -25,13 +26,16 @@ pub mod webhooks;
 
 use async_trait::async_trait;
 use portauthority_core::api::{HistoryEvent, Job, NewJob, NewTask, Task};
-use portauthority_core::{AddTasks, Command, Env, JobId, SetJobStatus, Status, TaskId, Timestamp};
+use portauthority_core::{
+    AddTasks, Command, Env, JobId, Scope, SetJobStatus, Status, TaskId, Timestamp,
+};
 use std::sync::Arc;
 use std::time::Duration;
 
 pub use background::Loop;
 pub use error::StoreError;
 pub use feed::{FeedEvent, OutboxItem, Position};
+pub use keys::StoredKey;
 pub use once::{Answer, Once, Ran};
 pub use portauthority_core::plan::Created;
 pub use portauthority_core::{NewNote, TaskUpdate};
@@ -42,6 +46,13 @@ pub use webhooks::{
 };
 
 /// The persistence port of the service.
+///
+/// Scopes: the `*_in` methods (and [`JobFilter::scope`]) act as a caller whose key sees the
+/// namespaces of a [`Scope`]: the command's planner treats a job outside it as missing
+/// (404) and refuses to create in a namespace outside it (403), and list queries leave such
+/// jobs out in SQL. Every other method acts with [`Scope::all`]: those are for trusted
+/// callers (the bus consumer, which is trusted like the database; the background loops;
+/// tests). The HTTP server uses only the scoped ones.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Which kind of store this is, for logs (`sqlite`, `postgres`).
@@ -54,7 +65,12 @@ pub trait Store: Send + Sync + 'static {
     /// Registers a job and its initial tasks atomically. Idempotent on the job id.
     async fn create_job(&self, job: NewJob) -> Result<Created<Job>, StoreError>;
 
-    async fn get_job(&self, id: JobId) -> Result<Job, StoreError>;
+    /// A job, if `scope` sees it.
+    async fn get_job_in(&self, scope: &Scope, id: JobId) -> Result<Job, StoreError>;
+
+    async fn get_job(&self, id: JobId) -> Result<Job, StoreError> {
+        self.get_job_in(&Scope::all(), id).await
+    }
 
     async fn list_jobs(&self, filter: JobFilter, paging: Paging) -> Result<Page<Job>, StoreError>;
 
@@ -84,14 +100,36 @@ pub trait Store: Send + Sync + 'static {
         self.run_add_tasks(AddTasks { job_id, tasks }).await
     }
 
-    async fn get_task(&self, job_id: JobId, task_id: TaskId) -> Result<Task, StoreError>;
+    /// A task, if `scope` sees its job.
+    async fn get_task_in(
+        &self,
+        scope: &Scope,
+        job_id: JobId,
+        task_id: TaskId,
+    ) -> Result<Task, StoreError>;
+
+    async fn get_task(&self, job_id: JobId, task_id: TaskId) -> Result<Task, StoreError> {
+        self.get_task_in(&Scope::all(), job_id, task_id).await
+    }
+
+    /// A job's tasks, if `scope` sees the job (visibility is the job's: its tasks go with it).
+    async fn list_tasks_in(
+        &self,
+        scope: &Scope,
+        job_id: JobId,
+        filter: TaskFilter,
+        paging: Paging,
+    ) -> Result<Page<Task>, StoreError>;
 
     async fn list_tasks(
         &self,
         job_id: JobId,
         filter: TaskFilter,
         paging: Paging,
-    ) -> Result<Page<Task>, StoreError>;
+    ) -> Result<Page<Task>, StoreError> {
+        self.list_tasks_in(&Scope::all(), job_id, filter, paging)
+            .await
+    }
 
     /// Applies task updates, each on its own: one failing leaves the others applied. The
     /// outer error is for a failure of the whole call (store unavailable).
@@ -100,15 +138,29 @@ pub trait Store: Send + Sync + 'static {
         updates: Vec<TaskUpdate>,
     ) -> Result<Vec<Result<Task, StoreError>>, StoreError>;
 
-    /// Reads history in `seq` order after `after`, at most `size` events.
-    async fn history(
+    /// Reads history in `seq` order after `after`, at most `size` events, if `scope` sees
+    /// the job.
+    async fn history_in(
         &self,
-        scope: HistoryScope,
+        scope: &Scope,
+        of: HistoryScope,
         after: i64,
         size: u32,
     ) -> Result<Vec<HistoryEvent>, StoreError>;
 
+    async fn history(
+        &self,
+        of: HistoryScope,
+        after: i64,
+        size: u32,
+    ) -> Result<Vec<HistoryEvent>, StoreError> {
+        self.history_in(&Scope::all(), of, after, size).await
+    }
+
     async fn add_note(&self, note: NewNote) -> Result<HistoryEvent, StoreError>;
+
+    /// Runs any command as a caller of `scope`.
+    async fn run_in(&self, scope: &Scope, cmd: Command) -> Result<Answer, StoreError>;
 
     /// Runs any command, as its own method would.
     async fn run(&self, cmd: Command) -> Result<Answer, StoreError> {
@@ -130,7 +182,13 @@ pub trait Store: Send + Sync + 'static {
     /// transaction, so that a later call with it changes nothing and returns
     /// [`Ran::Replayed`] (with the first answer when `once.keep_answer`). A refused command
     /// records nothing; a key met with another fingerprint is refused as invalid.
-    async fn run_once(&self, once: Once, cmd: Command) -> Result<Ran, StoreError>;
+    async fn run_once(&self, once: Once, cmd: Command) -> Result<Ran, StoreError> {
+        self.run_once_in(&Scope::all(), once, cmd).await
+    }
+
+    /// [`Store::run_once`] as a caller of `scope`.
+    async fn run_once_in(&self, scope: &Scope, once: Once, cmd: Command)
+    -> Result<Ran, StoreError>;
 
     /// [`Store::run_once`] for several commands, in order, each on its own (a refused one
     /// leaves the others applied). After one fails for another reason (the database), the
@@ -264,6 +322,26 @@ pub trait Store: Send + Sync + 'static {
         delivery: uuid::Uuid,
         now: Timestamp,
     ) -> Result<(), StoreError>;
+
+    /// Stores a new API key. Conflict when its id is taken.
+    async fn create_key(&self, key: StoredKey) -> Result<(), StoreError>;
+
+    /// Every key, revoked and expired ones included, oldest first.
+    async fn list_keys(&self) -> Result<Vec<StoredKey>, StoreError>;
+
+    /// The key with this id, if any: how a token is looked up.
+    async fn find_key(&self, id: &str) -> Result<Option<StoredKey>, StoreError>;
+
+    /// Whether any key was ever created (revoked ones count: a database that has had keys
+    /// keeps requiring them).
+    async fn has_keys(&self) -> Result<bool, StoreError>;
+
+    /// Revokes a key from `at` on (a key revoked before keeps its first time). NotFound for
+    /// an unknown id.
+    async fn revoke_key(&self, id: &str, at: Timestamp) -> Result<StoredKey, StoreError>;
+
+    /// Records that a key was used at `at` (never moving `last_used_at` back).
+    async fn touch_key(&self, id: &str, at: Timestamp) -> Result<(), StoreError>;
 
     /// The store's own background loops (checkpoints, count folding, wake-ups), for the
     /// application's supervisor to run.

@@ -69,6 +69,7 @@ pub(crate) fn updates_answer(results: Vec<Result<Task, StoreError>>) -> Answer {
                 r.map_err(|e| match e {
                     StoreError::NotFound(m) => Refusal::NotFound(m),
                     StoreError::Conflict(m) => Refusal::Conflict(m),
+                    StoreError::Forbidden(m) => Refusal::Forbidden(m),
                     other => Refusal::Invalid(other.to_string()),
                 })
             })

@@ -1,5 +1,6 @@
 use portauthority_core::api::{Job, SortField, SortOrder, Task};
-use portauthority_core::{JobId, Status, TaskId, Timestamp};
+use portauthority_core::auth::NamespaceRange;
+use portauthority_core::{JobId, Scope, Status, TaskId, Timestamp};
 
 /// Paging: by offset (`page` is 1-based), or by keyset when `after` is set.
 #[derive(Clone, Debug)]
@@ -113,6 +114,31 @@ pub struct JobFilter {
     /// `(key, tagged values)`: the top-level meta key holds one of the values (see
     /// `portauthority_core::validate::meta_filter_values`).
     pub meta: Vec<(String, Vec<String>)>,
+    /// The caller's scope: jobs outside it are left out of the page and the total.
+    pub scope: Scope,
+}
+
+/// The SQL form of `scope` on a namespace column: equalities and half-open ranges
+/// ([`Scope::ranges`]), each an index range over a byte-ordered column; `None` when the
+/// scope allows every namespace. `bind` adds a text parameter and returns its placeholder.
+pub(crate) fn scope_condition(
+    column: &str,
+    scope: &Scope,
+    mut bind: impl FnMut(String) -> String,
+) -> Option<String> {
+    let terms: Vec<String> = scope
+        .ranges()?
+        .into_iter()
+        .map(|r| match r {
+            NamespaceRange::Exact(n) => format!("{column} = {}", bind(n)),
+            NamespaceRange::Range { from, to: None } => format!("{column} >= {}", bind(from)),
+            NamespaceRange::Range { from, to: Some(to) } => {
+                let (from, to) = (bind(from), bind(to));
+                format!("({column} >= {from} AND {column} < {to})")
+            }
+        })
+        .collect();
+    Some(format!("({})", terms.join(" OR ")))
 }
 
 /// Where a job list reads the ids of its page (and its count) from.
@@ -178,6 +204,7 @@ impl JobFilter {
     /// Whether a condition on a `jobs` column other than the id applies.
     pub(crate) fn has_job_conditions(&self) -> bool {
         self.namespace.is_some()
+            || !self.scope.is_all()
             || self.job_type.is_some()
             || self.correlation_id.is_some()
             || !self.statuses.is_empty()

@@ -7,7 +7,7 @@
 //! it. The one rule kept here is which webhooks an event goes to ([`Webhook::wants`]), so
 //! that the stores and the worker's cache apply it alike.
 
-use portauthority_core::Timestamp;
+use portauthority_core::{Scope, Timestamp};
 use std::fmt;
 use std::str::FromStr;
 use uuid::Uuid;
@@ -25,6 +25,8 @@ pub struct NewWebhook {
     /// `whsec_` and the base64 of the signing key.
     pub secret: String,
     pub created_at: Timestamp,
+    /// The scope of the key that created it: it never carries events of jobs outside it.
+    pub scope: Scope,
 }
 
 /// A stored webhook.
@@ -42,17 +44,20 @@ pub struct Webhook {
     pub created_at: Timestamp,
     /// Since when every attempt at it has failed; cleared by a success.
     pub failing_since: Option<Timestamp>,
+    /// See [`NewWebhook::scope`].
+    pub scope: Scope,
 }
 
 impl Webhook {
     /// Whether this webhook takes events of `event_type` about jobs of `namespace`
-    /// (disabled or not: callers ask about enabled ones).
+    /// (disabled or not: callers ask about enabled ones). Never one outside its scope.
     pub fn wants(&self, namespace: &str, event_type: &str) -> bool {
         let in_namespace = match &self.namespace {
             None => true,
             Some(prefix) => portauthority_core::validate::namespace_within(prefix, namespace),
         };
         in_namespace
+            && self.scope.allows(namespace)
             && self
                 .events
                 .as_ref()
@@ -235,7 +240,19 @@ mod tests {
             disabled_reason: None,
             created_at: Timestamp::from_millis(0),
             failing_since: None,
+            scope: Scope::all(),
         }
+    }
+
+    #[test]
+    fn a_webhook_never_takes_an_event_outside_its_scope() {
+        let w = Webhook {
+            scope: Scope::parse(&["com.a.*"]).unwrap(),
+            ..hook(Some("com"), None)
+        };
+        assert!(w.wants("com.a.mail", "t"));
+        assert!(!w.wants("com.b.mail", "t"));
+        assert!(!w.wants("com", "t"));
     }
 
     #[test]
@@ -255,4 +272,14 @@ mod tests {
         assert!(!w.wants("ns", "c"));
         assert!(!hook(None, Some(&[])).wants("ns", "a"));
     }
+}
+
+/// The stored form of a webhook's scope: NULL for every namespace.
+pub(crate) fn stored_scope(scope: &Scope) -> Option<String> {
+    (!scope.is_all()).then(|| scope.to_stored())
+}
+
+/// A webhook's scope from its stored form.
+pub(crate) fn scope_from_stored(s: Option<&str>) -> Result<Scope, String> {
+    s.map_or(Ok(Scope::all()), Scope::from_stored)
 }

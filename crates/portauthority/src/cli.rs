@@ -85,6 +85,9 @@ enum Command {
     Seed(SeedArgs),
     /// Exit 0 when the server's /readyz answers 200, 1 otherwise (container health checks).
     Healthcheck(crate::healthcheck::HealthcheckArgs),
+    /// Manage API keys (in the database: needs --database-url).
+    #[command(subcommand)]
+    Keys(crate::keys::KeysCommand),
 }
 
 #[derive(Args, Debug)]
@@ -120,17 +123,24 @@ struct BenchCommand {
     bus: bool,
     #[command(flatten)]
     bus_args: portauthority_bench::bus::BusArgs,
+    /// The bearer token to send (a server with API keys).
+    #[arg(long, env = "PORTAUTHORITY_TOKEN")]
+    token: Option<String>,
+    /// For a started server: create an admin key in its database first and send its
+    /// token, so that every request passes the key check (the A/B of auth's cost).
+    #[arg(long)]
+    with_key: bool,
 }
 
 #[derive(Args, Debug)]
-struct DatabaseArgs {
+pub struct DatabaseArgs {
     /// Database URL: sqlite://PATH (embedded default).
     #[arg(
         long,
         env = "PORTAUTHORITY_DATABASE_URL",
         default_value = "sqlite://portauthority.db"
     )]
-    database_url: String,
+    pub database_url: String,
 }
 
 #[derive(Args, Debug)]
@@ -189,6 +199,15 @@ struct ServeArgs {
     /// Run no worker loops in this process (another process runs `portauthority worker`).
     #[arg(long, env = "PORTAUTHORITY_NO_WORKER")]
     no_worker: bool,
+    /// Listen on a non-loopback address although the database has no API key: anyone
+    /// who reaches the port may read and change everything (a warning is logged). Without
+    /// keys and without this flag, only loopback addresses are accepted.
+    #[arg(long, env = "PORTAUTHORITY_INSECURE_NO_AUTH")]
+    insecure_no_auth: bool,
+    /// Require an API key on /metrics too, once keys exist (by default /healthz, /readyz
+    /// and /metrics stay open).
+    #[arg(long, env = "PORTAUTHORITY_METRICS_REQUIRE_KEY")]
+    metrics_require_key: bool,
     #[command(flatten)]
     worker: WorkerArgs,
 }
@@ -328,6 +347,13 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Job(a) => client::run(&a.conn, |ctx| job::run(ctx, a.command)).await,
         Command::Task(a) => client::run(&a.conn, |ctx| task::run(ctx, a.command)).await,
         Command::History(a) => client::run(&a.conn, |ctx| history::run(ctx, a.command)).await,
+        Command::Keys(cmd) => match crate::keys::run(cmd).await {
+            Ok(code) => ExitCode::from(code),
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
         other => match run_service(other).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -340,7 +366,7 @@ pub async fn run(cli: Cli) -> ExitCode {
 
 async fn run_service(command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Job(_) | Command::Task(_) | Command::History(_) => {
+        Command::Job(_) | Command::Task(_) | Command::History(_) | Command::Keys(_) => {
             unreachable!("client commands run in `run`")
         }
         Command::Serve(args) => serve(args).await,
@@ -408,6 +434,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             buffer: args.sse_buffer,
             ..Default::default()
         },
+        insecure_no_auth: args.insecure_no_auth,
+        metrics_need_key: args.metrics_require_key,
         ..Config::default()
     };
     config.limits.batch_max = args.batch_max;
@@ -513,7 +541,7 @@ pub(crate) fn duration(raw: &str) -> Result<Duration, String> {
 }
 
 /// Hides a password in a database URL before it is logged.
-fn redact(url: &str) -> String {
+pub(crate) fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
         (Some(s), Some(at)) if at > s => {
             let creds = &url[s + 3..at];
@@ -569,6 +597,7 @@ fn peak_rss_mib(pid: u32) -> Option<f64> {
 async fn bench(b: BenchCommand) -> anyhow::Result<()> {
     let mut _tmp = None;
     let mut child = None;
+    let mut token = b.token.clone();
     let url = match b.url {
         Some(url) => url,
         None => {
@@ -590,6 +619,9 @@ async fn bench(b: BenchCommand) -> anyhow::Result<()> {
                     anyhow::bail!("unknown --spawn {other:?}: expected sqlite or postgres")
                 }
             };
+            if b.with_key {
+                token = Some(crate::keys::bench_key(&database_url).await?.reveal());
+            }
             let port = std::net::TcpListener::bind("127.0.0.1:0")?
                 .local_addr()?
                 .port();
@@ -619,7 +651,7 @@ async fn bench(b: BenchCommand) -> anyhow::Result<()> {
             format!("http://{listen}")
         }
     };
-    let client = portauthority_client::Client::new(url.clone());
+    let client = portauthority_client::Client::new(url.clone()).with_token(token);
     let started = std::time::Instant::now();
     while client.healthz().await.is_err() {
         anyhow::ensure!(

@@ -2,6 +2,7 @@
 
 mod cli;
 mod healthcheck;
+mod keys;
 
 use clap::Parser;
 

@@ -1,5 +1,6 @@
 use super::{ApiResult, Problems};
 use crate::AppState;
+use crate::auth::Caller;
 use crate::extract::{ApiJson, Keyed, Query, job_id, task_id};
 use axum::Json;
 use axum::extract::{Path, RawQuery, State};
@@ -9,7 +10,8 @@ use portauthority_store::{Answer, HistoryScope};
 
 async fn read(
     state: &AppState,
-    scope: HistoryScope,
+    caller: &Caller,
+    of: HistoryScope,
     raw: Option<String>,
 ) -> ApiResult<HistoryPage> {
     let mut q = Query::parse(raw.as_deref())?;
@@ -17,7 +19,9 @@ async fn read(
     let size = q.number(&["size"], 1, 1000)?.unwrap_or(100) as u32;
     q.finish("after, size")?;
     // One extra row tells whether there is more to read.
-    let mut events = state.store.history(scope, after, size + 1).await?;
+    let mut events = state
+        .store
+        .history_in(&caller.scope, of, after, size + 1).await?;
     let more = events.len() > size as usize;
     events.truncate(size as usize);
     let next_after = if more {
@@ -30,6 +34,7 @@ async fn read(
 
 async fn note(
     state: &AppState,
+    caller: &Caller,
     job_id: JobId,
     task_id: Option<TaskId>,
     Keyed {
@@ -38,7 +43,7 @@ async fn note(
     }: Keyed<ApiJson<NoteRequest>>,
 ) -> ApiResult<EventEnvelope> {
     let note = body.into_note(job_id, task_id, &state.limits)?;
-    match super::run(state, once, Command::AddNote(note)).await? {
+    match super::run(state, caller, once, Command::AddNote(note)).await? {
         Answer::Note(event) => Ok(Json(EventEnvelope { event })),
         other => Err(super::unexpected(other)),
     }
@@ -52,11 +57,12 @@ async fn note(
     responses((status = 200, body = HistoryPage), Problems))]
 pub async fn job_history(
     State(state): State<AppState>,
+    caller: Caller,
     Path(id): Path<String>,
     RawQuery(raw): RawQuery,
 ) -> ApiResult<HistoryPage> {
     let id = job_id(&id)?;
-    read(&state, HistoryScope::Job(id), raw).await
+    read(&state, &caller, HistoryScope::Job(id), raw).await
 }
 
 /// Append a note to a job's history.
@@ -65,11 +71,12 @@ pub async fn job_history(
     responses((status = 200, body = EventEnvelope), Problems))]
 pub async fn job_note(
     State(state): State<AppState>,
+    caller: Caller,
     Path(id): Path<String>,
     body: Keyed<ApiJson<NoteRequest>>,
 ) -> ApiResult<EventEnvelope> {
     let id = job_id(&id)?;
-    note(&state, id, None, body).await
+    note(&state, &caller, id, None, body).await
 }
 
 /// Read one task's history, starting with its "task added" event.
@@ -79,12 +86,13 @@ pub async fn job_note(
     responses((status = 200, body = HistoryPage), Problems))]
 pub async fn task_history(
     State(state): State<AppState>,
+    caller: Caller,
     Path((id, tid)): Path<(String, String)>,
     RawQuery(raw): RawQuery,
 ) -> ApiResult<HistoryPage> {
     let id = job_id(&id)?;
     let tid = task_id(id, &tid)?;
-    read(&state, HistoryScope::Task(id, tid), raw).await
+    read(&state, &caller, HistoryScope::Task(id, tid), raw).await
 }
 
 /// Append a note to a task's history.
@@ -93,10 +101,11 @@ pub async fn task_history(
     responses((status = 200, body = EventEnvelope), Problems))]
 pub async fn task_note(
     State(state): State<AppState>,
+    caller: Caller,
     Path((id, tid)): Path<(String, String)>,
     body: Keyed<ApiJson<NoteRequest>>,
 ) -> ApiResult<EventEnvelope> {
     let id = job_id(&id)?;
     let tid = task_id(id, &tid)?;
-    note(&state, id, Some(tid), body).await
+    note(&state, &caller, id, Some(tid), body).await
 }

@@ -2,6 +2,7 @@ use super::{ApiResult, Problems, page_info};
 use crate::AppState;
 use crate::error::ApiError;
 use portauthority_core::Limits;
+use crate::auth::Caller;
 use crate::extract::{ApiJson, Keyed, Query, job_id};
 use axum::Json;
 use axum::extract::{Path, RawQuery, State};
@@ -18,13 +19,14 @@ use portauthority_store::{Answer, Cursor, JobFilter, SortValue};
     responses((status = 200, body = JobEnvelope), Problems))]
 pub async fn create(
     State(state): State<AppState>,
+    caller: Caller,
     Keyed {
         body: ApiJson(body),
         once,
     }: Keyed<ApiJson<CreateJobRequest>>,
 ) -> ApiResult<JobEnvelope> {
     let job = body.validate(&state.limits, state.env.ids.as_ref())?;
-    match super::run(&state, once, Command::CreateJob(job)).await? {
+    match super::run(&state, &caller, once, Command::CreateJob(job)).await? {
         Answer::Job { job, .. } => Ok(Json(JobEnvelope { job })),
         other => Err(super::unexpected(other)),
     }
@@ -34,10 +36,14 @@ pub async fn create(
 #[utoipa::path(get, path = "/v1/jobs/{id}", tag = "jobs",
     params(("id" = String, Path, description = "job id (UUID)")),
     responses((status = 200, body = JobEnvelope), Problems))]
-pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<JobEnvelope> {
+pub async fn get(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<JobEnvelope> {
     let id = job_id(&id)?;
     Ok(Json(JobEnvelope {
-        job: state.store.get_job(id).await?,
+        job: state.store.get_job_in(&caller.scope, id).await?,
     }))
 }
 
@@ -56,9 +62,13 @@ pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> ApiRe
         ("after" = Option<String>, Query, description = "keyset paging: the `next` cursor of the previous page (same sort and order)"),
     ),
     responses((status = 200, body = JobPage), Problems))]
-pub async fn list(State(state): State<AppState>, RawQuery(raw): RawQuery) -> ApiResult<JobPage> {
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    RawQuery(raw): RawQuery,
+) -> ApiResult<JobPage> {
     let mut q = Query::parse(raw.as_deref())?;
-    let filter = job_filter(&mut q, &state.limits)?;
+    let filter = job_filter(&mut q, &state.limits, caller.scope)?;
     let paging = q.paging()?;
     q.finish(
         "namespace, type, correlation_id, status, meta.<key>, page, size, sort, order, after",
@@ -73,9 +83,15 @@ pub async fn list(State(state): State<AppState>, RawQuery(raw): RawQuery) -> Api
     }))
 }
 
-/// The job filters of a list (also those of a watch stream), validated.
-pub(crate) fn job_filter(q: &mut Query, limits: &Limits) -> Result<JobFilter, ApiError> {
+/// The job filters of a list (also those of a watch stream), validated, within the
+/// caller's scope.
+pub(crate) fn job_filter(
+    q: &mut Query,
+    limits: &Limits,
+    scope: portauthority_core::auth::Scope,
+) -> Result<JobFilter, ApiError> {
     Ok(JobFilter {
+        scope,
         namespace: q.take(&["namespace"]),
         job_type: q.take(&["type"]),
         correlation_id: q.take(&["correlation_id", "correllation_id", "corellation_id"]),
@@ -92,10 +108,13 @@ pub(crate) fn job_filter(q: &mut Query, limits: &Limits) -> Result<JobFilter, Ap
     responses((status = 200, body = JobEnvelope), Problems))]
 pub async fn set_status(
     State(state): State<AppState>,
+    caller: Caller,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<SetJobStatusRequest>,
 ) -> ApiResult<JobEnvelope> {
     let cmd = body.into_command(job_id(&id)?, &state.limits)?;
-    let job = state.store.run_set_job_status(cmd).await?;
-    Ok(Json(JobEnvelope { job }))
+    match super::run(&state, &caller, None, Command::SetJobStatus(cmd)).await? {
+        Answer::Job { job, .. } => Ok(Json(JobEnvelope { job })),
+        other => Err(super::unexpected(other)),
+    }
 }

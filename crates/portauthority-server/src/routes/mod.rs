@@ -1,7 +1,10 @@
 //! HTTP handlers, one module per resource. Handlers parse and validate input, call the
-//! store once, and shape the response; the rules live in `portauthority_core`.
+//! store once, and shape the response; the rules live in `portauthority_core`. Every
+//! handler of a job, task or history takes the [`Caller`] and calls the store's scoped
+//! methods with its scope.
 
 pub mod health;
+pub mod session;
 pub mod history;
 pub mod jobs;
 pub mod tasks;
@@ -9,6 +12,7 @@ pub mod watch;
 pub mod webhooks;
 
 use crate::AppState;
+use crate::auth::Caller;
 use crate::error::ApiError;
 use portauthority_core::Command;
 use portauthority_core::api::{PageInfo, Problem};
@@ -18,13 +22,14 @@ use portauthority_store::{Answer, Cursor, Once, Page, Paging, Ran, StoreError};
 /// key gets the first answer back and changes nothing.
 pub(crate) async fn run(
     state: &AppState,
+    caller: &Caller,
     once: Option<Once>,
     cmd: Command,
 ) -> Result<Answer, ApiError> {
     let Some(once) = once else {
-        return Ok(state.store.run(cmd).await?);
+        return Ok(state.store.run_in(&caller.scope, cmd).await?);
     };
-    match state.store.run_once(once, cmd).await? {
+    match state.store.run_once_in(&caller.scope, once, cmd).await? {
         Ran::Applied(answer) | Ran::Replayed(Some(answer)) => Ok(answer),
         Ran::Replayed(None) => Err(ApiError::Internal("a replay without its answer".into())),
     }
@@ -79,7 +84,14 @@ pub(crate) enum Problems {
     /// Unparsable JSON or query string.
     #[response(status = 400, content_type = "application/problem+json")]
     BadRequest(#[to_schema] Problem),
-    /// Unknown job or task (a malformed id is unknown too).
+    /// A missing, malformed, unknown, revoked or expired token (`WWW-Authenticate: Bearer`).
+    #[response(status = 401, content_type = "application/problem+json")]
+    Unauthorized(Problem),
+    /// The key's role may not do this, or it may not create in this namespace.
+    #[response(status = 403, content_type = "application/problem+json")]
+    Forbidden(Problem),
+    /// Unknown job or task (a malformed id is unknown too), or one outside the key's
+    /// namespaces.
     #[response(status = 404, content_type = "application/problem+json")]
     NotFound(Problem),
     /// The request head, body or handling took longer than the server allows.

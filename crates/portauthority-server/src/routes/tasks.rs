@@ -1,5 +1,6 @@
 use super::{ApiResult, Problems, page_info};
 use crate::AppState;
+use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, Keyed, OptionalJson, Query, job_id, task_id};
 use axum::Json;
@@ -18,6 +19,7 @@ use portauthority_store::{Answer, Cursor, Once, SortValue, StoreError, TaskFilte
     responses((status = 200, body = TaskEnvelope), Problems))]
 pub async fn add(
     State(state): State<AppState>,
+    caller: Caller,
     Path(id): Path<String>,
     Keyed {
         body: ApiJson(body),
@@ -26,7 +28,7 @@ pub async fn add(
 ) -> ApiResult<TaskEnvelope> {
     let id = job_id(&id)?;
     let task = body.validate(&state.limits, state.env.ids.as_ref())?;
-    let mut tasks = add_tasks(&state, once, id, vec![task]).await?;
+    let mut tasks = add_tasks(&state, &caller, once, id, vec![task]).await?;
     let task = tasks
         .pop()
         .ok_or_else(|| ApiError::Internal("add_tasks returned no task".into()))?;
@@ -35,11 +37,12 @@ pub async fn add(
 
 async fn add_tasks(
     state: &AppState,
+    caller: &Caller,
     once: Option<Once>,
     job_id: JobId,
     tasks: Vec<NewTask>,
 ) -> Result<Vec<Task>, ApiError> {
-    match super::run(state, once, Command::AddTasks(AddTasks { job_id, tasks })).await? {
+    match super::run(state, caller, once, Command::AddTasks(AddTasks { job_id, tasks })).await? {
         Answer::Tasks(tasks) => Ok(tasks),
         other => Err(super::unexpected(other)),
     }
@@ -51,6 +54,7 @@ async fn add_tasks(
     responses((status = 200, body = TasksEnvelope), Problems))]
 pub async fn add_batch(
     State(state): State<AppState>,
+    caller: Caller,
     Path(id): Path<String>,
     Keyed {
         body: ApiJson(body),
@@ -66,7 +70,7 @@ pub async fn add_batch(
     }
     let tasks = validate_tasks(body.tasks, "tasks", &state.limits, state.env.ids.as_ref())?;
     Ok(Json(TasksEnvelope {
-        tasks: add_tasks(&state, once, id, tasks).await?,
+        tasks: add_tasks(&state, &caller, once, id, tasks).await?,
     }))
 }
 
@@ -76,12 +80,13 @@ pub async fn add_batch(
     responses((status = 200, body = TaskEnvelope), Problems))]
 pub async fn get(
     State(state): State<AppState>,
+    caller: Caller,
     Path((id, tid)): Path<(String, String)>,
 ) -> ApiResult<TaskEnvelope> {
     let id = job_id(&id)?;
     let tid = task_id(id, &tid)?;
     Ok(Json(TaskEnvelope {
-        task: state.store.get_task(id, tid).await?,
+        task: state.store.get_task_in(&caller.scope, id, tid).await?,
     }))
 }
 
@@ -99,6 +104,7 @@ pub async fn get(
     responses((status = 200, body = TaskPage), Problems))]
 pub async fn list(
     State(state): State<AppState>,
+    caller: Caller,
     Path(id): Path<String>,
     RawQuery(raw): RawQuery,
 ) -> ApiResult<TaskPage> {
@@ -111,7 +117,9 @@ pub async fn list(
     };
     let paging = q.paging()?;
     q.finish("namespace, type, status, page, size, sort, order, after")?;
-    let page = state.store.list_tasks(id, filter, paging.clone()).await?;
+    let page = state
+        .store
+        .list_tasks_in(&caller.scope, id, filter, paging.clone()).await?;
     Ok(Json(TaskPage {
         info: page_info(&page, &paging, |x| Cursor {
             value: SortValue::of_task(paging.sort, x),
@@ -124,10 +132,12 @@ pub async fn list(
 /// Runs one task update and unwraps its single result.
 async fn update_one(
     state: &AppState,
+    caller: &Caller,
     once: Option<Once>,
     update: TaskUpdate,
 ) -> Result<Task, ApiError> {
-    super::single_update(super::run(state, once, Command::UpdateTasks(vec![update])).await?)
+    let cmd = Command::UpdateTasks(vec![update]);
+    super::single_update(super::run(state, caller, once, cmd).await?)
 }
 
 /// Set a task's status. A terminal task set to the status it has is a no-op; a retry
@@ -137,6 +147,7 @@ async fn update_one(
     responses((status = 200, body = TaskEnvelope), Problems))]
 pub async fn set_status(
     State(state): State<AppState>,
+    caller: Caller,
     Path((id, tid)): Path<(String, String)>,
     ApiJson(body): ApiJson<SetTaskStatusRequest>,
 ) -> ApiResult<TaskEnvelope> {
@@ -144,7 +155,7 @@ pub async fn set_status(
     let tid = task_id(id, &tid)?;
     let update = body.into_update(id, tid, &state.limits)?;
     Ok(Json(TaskEnvelope {
-        task: update_one(&state, None, update).await?,
+        task: update_one(&state, &caller, None, update).await?,
     }))
 }
 
@@ -154,6 +165,7 @@ pub async fn set_status(
     responses((status = 200, body = TaskEnvelope), Problems))]
 pub async fn heartbeat(
     State(state): State<AppState>,
+    caller: Caller,
     Path((id, tid)): Path<(String, String)>,
     Keyed {
         body: OptionalJson(body),
@@ -164,7 +176,7 @@ pub async fn heartbeat(
     let tid = task_id(id, &tid)?;
     let update = body.into_update(id, tid, &state.limits)?;
     Ok(Json(TaskEnvelope {
-        task: update_one(&state, once, update).await?,
+        task: update_one(&state, &caller, once, update).await?,
     }))
 }
 
@@ -174,6 +186,7 @@ pub async fn heartbeat(
     responses((status = 200, body = TaskStatusBatchResponse), Problems))]
 pub async fn set_status_batch(
     State(state): State<AppState>,
+    caller: Caller,
     Keyed {
         body: ApiJson(body),
         once,
@@ -205,7 +218,7 @@ pub async fn set_status_batch(
     let outcomes = if updates.is_empty() {
         Vec::new()
     } else {
-        match super::run(&state, once, Command::UpdateTasks(updates)).await? {
+        match super::run(&state, &caller, once, Command::UpdateTasks(updates)).await? {
             Answer::Updates(items) => items,
             other => return Err(super::unexpected(other)),
         }

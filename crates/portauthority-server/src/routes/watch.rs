@@ -1,6 +1,7 @@
 //! The watch streams (Server-Sent Events); the streaming itself is in `watch.rs`.
 
 use crate::AppState;
+use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::extract::{Query, job_id};
 use crate::watch::Scope;
@@ -28,6 +29,7 @@ use portauthority_store::Position;
     ))]
 pub async fn job(
     State(state): State<AppState>,
+    caller: Caller,
     Path(id): Path<String>,
     RawQuery(raw): RawQuery,
     headers: HeaderMap,
@@ -37,7 +39,7 @@ pub async fn job(
     let from = start(&mut q, &headers)?;
     q.finish("last_event_id")?;
     // 404 as problem JSON, not an empty stream.
-    state.store.get_job(id).await?;
+    state.store.get_job_in(&caller.scope, id).await?;
     stream(&state, Scope::Job(id), from).await
 }
 
@@ -61,11 +63,12 @@ pub async fn job(
     ))]
 pub async fn jobs(
     State(state): State<AppState>,
+    caller: Caller,
     RawQuery(raw): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let mut q = Query::parse(raw.as_deref())?;
-    let filter = super::jobs::job_filter(&mut q, &state.limits)?;
+    let filter = super::jobs::job_filter(&mut q, &state.limits, caller.scope)?;
     let from = start(&mut q, &headers)?;
     q.finish("namespace, type, correlation_id, status, meta.<key>, last_event_id")?;
     stream(&state, Scope::Jobs(filter), from).await

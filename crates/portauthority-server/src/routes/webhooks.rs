@@ -3,6 +3,7 @@
 
 use super::{ApiResult, Problems};
 use crate::AppState;
+use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, Query};
 use axum::Json;
@@ -59,8 +60,23 @@ fn webhook_id(raw: &str) -> Result<Uuid, ApiError> {
     Uuid::parse_str(raw).map_err(|_| ApiError::NotFound(format!("webhook {raw} not found")))
 }
 
-/// Validates a request into a webhook with a new id and secret.
-async fn validate(state: &AppState, body: CreateWebhookRequest) -> Result<NewWebhook, ApiError> {
+/// A webhook the caller may manage: one made within its scope. Any other is not found, so
+/// that a key does not learn of webhooks (and their namespaces) beyond its own.
+async fn visible(state: &AppState, caller: &Caller, id: Uuid) -> Result<Webhook, ApiError> {
+    let webhook = state.store.get_webhook(id).await?;
+    if caller.scope.covers(&webhook.scope) {
+        Ok(webhook)
+    } else {
+        Err(ApiError::NotFound(format!("webhook {id} not found")))
+    }
+}
+
+/// Validates a request into a webhook with a new id and secret, in the caller's scope.
+async fn validate(
+    state: &AppState,
+    caller: &Caller,
+    body: CreateWebhookRequest,
+) -> Result<NewWebhook, ApiError> {
     let mut errs = ValidationErrors::default();
     let url = if body.url.chars().count() > URL_MAX {
         errs.push("url", format!("must be at most {URL_MAX} characters"));
@@ -113,6 +129,7 @@ async fn validate(state: &AppState, body: CreateWebhookRequest) -> Result<NewWeb
         description,
         secret: sign::new_secret(),
         created_at: state.env.now(),
+        scope: caller.scope.clone(),
     })
     .map_err(ApiError::from)
 }
@@ -123,22 +140,27 @@ async fn validate(state: &AppState, body: CreateWebhookRequest) -> Result<NewWeb
     responses((status = 200, body = WebhookEnvelope), Problems))]
 pub async fn create(
     State(state): State<AppState>,
+    caller: Caller,
     ApiJson(body): ApiJson<CreateWebhookRequest>,
 ) -> ApiResult<WebhookEnvelope> {
-    let new = validate(&state, body).await?;
+    let new = validate(&state, &caller, body).await?;
     let secret = new.secret.clone();
     let mut webhook = resource(state.store.create_webhook(new).await?);
     webhook.secret = Some(secret);
     Ok(Json(WebhookEnvelope { webhook }))
 }
 
-/// List every webhook, oldest first.
+/// List the webhooks made within the key's scope, oldest first.
 #[utoipa::path(get, path = "/v1/webhooks", tag = "webhooks",
     responses((status = 200, body = WebhookList), Problems))]
-pub async fn list(State(state): State<AppState>) -> ApiResult<WebhookList> {
+pub async fn list(State(state): State<AppState>, caller: Caller) -> ApiResult<WebhookList> {
     let webhooks = state.store.list_webhooks().await?;
     Ok(Json(WebhookList {
-        webhooks: webhooks.into_iter().map(resource).collect(),
+        webhooks: webhooks
+            .into_iter()
+            .filter(|w| caller.scope.covers(&w.scope))
+            .map(resource)
+            .collect(),
     }))
 }
 
@@ -148,9 +170,10 @@ pub async fn list(State(state): State<AppState>) -> ApiResult<WebhookList> {
     responses((status = 200, body = WebhookEnvelope), Problems))]
 pub async fn get(
     State(state): State<AppState>,
+    caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<WebhookEnvelope> {
-    let webhook = state.store.get_webhook(webhook_id(&id)?).await?;
+    let webhook = visible(&state, &caller, webhook_id(&id)?).await?;
     Ok(Json(WebhookEnvelope {
         webhook: resource(webhook),
     }))
@@ -162,9 +185,11 @@ pub async fn get(
     responses((status = 204, description = "deleted"), Problems))]
 pub async fn delete(
     State(state): State<AppState>,
+    caller: Caller,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    state.store.delete_webhook(webhook_id(&id)?).await?;
+    let webhook = visible(&state, &caller, webhook_id(&id)?).await?;
+    state.store.delete_webhook(webhook.id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -176,10 +201,11 @@ pub async fn delete(
     responses((status = 200, body = DeliveryList), Problems))]
 pub async fn deliveries(
     State(state): State<AppState>,
+    caller: Caller,
     Path(id): Path<String>,
     RawQuery(raw): RawQuery,
 ) -> ApiResult<DeliveryList> {
-    let id = webhook_id(&id)?;
+    let id = visible(&state, &caller, webhook_id(&id)?).await?.id;
     let mut q = Query::parse(raw.as_deref())?;
     let size = q.number(&["size"], 1, 1000)?.unwrap_or(100) as u32;
     q.finish("size")?;
@@ -197,9 +223,10 @@ pub async fn deliveries(
     responses((status = 202, description = "the delivery is due now"), Problems))]
 pub async fn retry(
     State(state): State<AppState>,
+    caller: Caller,
     Path((id, delivery)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    let id = webhook_id(&id)?;
+    let id = visible(&state, &caller, webhook_id(&id)?).await?.id;
     let delivery = Uuid::parse_str(&delivery).map_err(|_| {
         ApiError::NotFound(format!("delivery {delivery} not found for webhook {id}"))
     })?;

@@ -10,10 +10,38 @@ use crate::query::{
     keyset_condition_on, sort_column,
 };
 use portauthority_core::api::{HistoryEvent, Job, SortField, SortOrder, Task};
-use portauthority_core::{JobId, Status, TaskId, Timestamp};
+use portauthority_core::auth::NamespaceRange;
+use portauthority_core::{JobId, Scope, Status, TaskId, Timestamp};
 use sqlx::{PgConnection, Postgres, QueryBuilder};
 
 /// Appends ` AND column = value` when the filter is set.
+/// ` AND <the caller's scope>` on a namespace column: the ranges of `Scope::ranges`, as
+/// `query::scope_condition` writes them for SQLite (here with QueryBuilder's binds).
+fn scope(qb: &mut QueryBuilder<Postgres>, column: &str, scope: &Scope) {
+    let Some(ranges) = scope.ranges() else {
+        return;
+    };
+    qb.push(" AND (");
+    for (i, r) in ranges.into_iter().enumerate() {
+        if i > 0 {
+            qb.push(" OR ");
+        }
+        match r {
+            NamespaceRange::Exact(n) => {
+                qb.push(format!("{column} = ")).push_bind(n);
+            }
+            NamespaceRange::Range { from, to } => {
+                qb.push(format!("({column} >= ")).push_bind(from);
+                if let Some(to) = to {
+                    qb.push(format!(" AND {column} < ")).push_bind(to);
+                }
+                qb.push(")");
+            }
+        }
+    }
+    qb.push(")");
+}
+
 fn eq(qb: &mut QueryBuilder<Postgres>, column: &str, value: &Option<String>) {
     if let Some(v) = value {
         qb.push(format!(" AND {column} = ")).push_bind(v.clone());
@@ -138,6 +166,7 @@ fn job_from(
         (job_sort_key(paging.sort, "j.", NULL_KEY), "j.id")
     };
     eq(qb, "j.namespace", &filter.namespace);
+    scope(qb, "j.namespace", &filter.scope);
     eq(qb, "j.type", &filter.job_type);
     eq(qb, "j.correlation_id", &filter.correlation_id);
     statuses_of(qb, "j.status", &filter.statuses);
@@ -195,6 +224,7 @@ async fn count_jobs(c: &mut PgConnection, filter: &JobFilter) -> Result<u64, sql
                 }
                 qb.push(format!("SELECT n FROM {table} WHERE true"));
                 eq(&mut qb, "namespace", &filter.namespace);
+                scope(&mut qb, "namespace", &filter.scope);
                 eq(&mut qb, "type", &filter.job_type);
                 statuses(&mut qb, &filter.statuses);
             }
@@ -314,11 +344,11 @@ pub(crate) async fn list_tasks(
 
 pub(crate) async fn history(
     c: &mut PgConnection,
-    scope: HistoryScope,
+    of: HistoryScope,
     after: i64,
     size: u32,
 ) -> Result<Vec<HistoryEvent>, sqlx::Error> {
-    let (column, id) = match scope {
+    let (column, id) = match of {
         HistoryScope::Job(j) => ("job_id", *j.as_uuid()),
         HistoryScope::Task(_, t) => ("task_id", *t.as_uuid()),
     };

@@ -12,6 +12,7 @@
 //! statement running on a connection the pool still counts.
 
 mod counts;
+mod keys;
 mod feed;
 mod lists;
 mod rows;
@@ -21,13 +22,16 @@ mod write;
 
 use crate::background::Loop;
 use crate::feed::{FeedEvent, OutboxItem, Position};
-use crate::once::{Once, Ran};
+use crate::once::{Answer, Once, Ran};
 use crate::query::{HistoryScope, JobFilter, Page, Paging, TaskFilter};
 use crate::webhooks::{AttemptEntry, AttemptRecord, Delivery, NewDelivery, NewWebhook, Webhook};
 use crate::{Created, NewNote, Store, StoreError, TaskUpdate};
 use async_trait::async_trait;
 use portauthority_core::api::{HistoryEvent, Job, NewJob, Task};
-use portauthority_core::{AddTasks, Command, Env, JobId, SetJobStatus, Status, TaskId, Timestamp};
+use portauthority_core::plan;
+use portauthority_core::{
+    AddTasks, Command, Env, JobId, Scope, SetJobStatus, Status, TaskId, Timestamp,
+};
 use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgConnection, PgPool, Postgres};
@@ -483,6 +487,17 @@ pub async fn migrate(url: &str) -> Result<i64, StoreError> {
     v
 }
 
+/// Whether job `id` exists and `scope` sees it.
+async fn visible_job(
+    c: &mut PgConnection,
+    scope: &Scope,
+    id: JobId,
+    now: Timestamp,
+) -> Result<bool, StoreError> {
+    let row = rows::job(c, id, false, now).await.map_err(db_error)?;
+    Ok(plan::visible(scope, row, |r| &r.job.namespace).is_some())
+}
+
 #[async_trait]
 impl Store for PgStore {
     fn kind(&self) -> &'static str {
@@ -495,16 +510,15 @@ impl Store for PgStore {
 
     async fn create_job(&self, job: NewJob) -> Result<Created<Job>, StoreError> {
         let now = self.env.now();
-        self.tx(|c| Box::pin(write::create_job(c, job.clone(), now)))
+        self.tx(|c| Box::pin(write::create_job(c, Scope::all_ref(), job.clone(), now)))
             .await
     }
 
-    async fn get_job(&self, id: JobId) -> Result<Job, StoreError> {
+    async fn get_job_in(&self, scope: &Scope, id: JobId) -> Result<Job, StoreError> {
         let now = self.env.now();
         let mut c = self.conn().await?;
         let row = rows::job(&mut c, id, false, now).await;
-        c.finish(row)
-            .map_err(db_error)?
+        plan::visible(scope, c.finish(row).map_err(db_error)?, |r| &r.job.namespace)
             .map(|r| r.job)
             .ok_or_else(|| StoreError::job_not_found(id))
     }
@@ -518,38 +532,45 @@ impl Store for PgStore {
 
     async fn run_set_job_status(&self, cmd: SetJobStatus) -> Result<Job, StoreError> {
         let now = self.env.now();
-        self.tx(|c| Box::pin(write::set_job_status(c, cmd.clone(), now)))
+        self.tx(|c| Box::pin(write::set_job_status(c, Scope::all_ref(), cmd.clone(), now)))
             .await
     }
 
     async fn run_add_tasks(&self, cmd: AddTasks) -> Result<Vec<Task>, StoreError> {
         let now = self.env.now();
-        self.tx(|c| Box::pin(write::add_tasks(c, cmd.clone(), now)))
+        self.tx(|c| Box::pin(write::add_tasks(c, Scope::all_ref(), cmd.clone(), now)))
             .await
     }
 
-    async fn get_task(&self, job_id: JobId, task_id: TaskId) -> Result<Task, StoreError> {
+    async fn get_task_in(
+        &self,
+        scope: &Scope,
+        job_id: JobId,
+        task_id: TaskId,
+    ) -> Result<Task, StoreError> {
         let mut c = self.conn().await?;
-        let row = rows::task(&mut c, task_id).await;
-        c.finish(row)
-            .map_err(db_error)?
+        let task = async {
+            if !visible_job(&mut c, scope, job_id, self.env.now()).await? {
+                return Ok(None);
+            }
+            rows::task(&mut c, task_id).await.map_err(db_error)
+        }
+        .await;
+        c.finish(task)?
             .filter(|t| t.job_id == job_id)
             .ok_or_else(|| StoreError::task_not_found(job_id, task_id))
     }
 
-    async fn list_tasks(
+    async fn list_tasks_in(
         &self,
+        scope: &Scope,
         job_id: JobId,
         filter: TaskFilter,
         paging: Paging,
     ) -> Result<Page<Task>, StoreError> {
         let mut c = self.conn().await?;
         let page = async {
-            if rows::job(&mut c, job_id, false, self.env.now())
-                .await
-                .map_err(db_error)?
-                .is_none()
-            {
+            if !visible_job(&mut c, scope, job_id, self.env.now()).await? {
                 return Err(StoreError::job_not_found(job_id));
             }
             lists::list_tasks(&mut c, job_id, &filter, &paging)
@@ -567,37 +588,38 @@ impl Store for PgStore {
         let now = self.env.now();
         self.tx(|c| {
             let updates = updates.clone();
-            Box::pin(async move { write::update_tasks(c, &updates, now).await })
+            Box::pin(async move { write::update_tasks(c, &Scope::all(), &updates, now).await })
         })
         .await
     }
 
-    async fn history(
+    async fn history_in(
         &self,
-        scope: HistoryScope,
+        scope: &Scope,
+        of: HistoryScope,
         after: i64,
         size: u32,
     ) -> Result<Vec<HistoryEvent>, StoreError> {
         let mut c = self.conn().await?;
         let events = async {
-            match scope {
+            match of {
                 HistoryScope::Job(job_id) => {
-                    if rows::job(&mut c, job_id, false, self.env.now())
-                        .await
-                        .map_err(db_error)?
-                        .is_none()
-                    {
+                    if !visible_job(&mut c, scope, job_id, self.env.now()).await? {
                         return Err(StoreError::job_not_found(job_id));
                     }
                 }
                 HistoryScope::Task(job_id, task_id) => {
-                    let t = rows::task(&mut c, task_id).await.map_err(db_error)?;
+                    let t = if visible_job(&mut c, scope, job_id, self.env.now()).await? {
+                        rows::task(&mut c, task_id).await.map_err(db_error)?
+                    } else {
+                        None
+                    };
                     if t.is_none_or(|t| t.job_id != job_id) {
                         return Err(StoreError::task_not_found(job_id, task_id));
                     }
                 }
             }
-            lists::history(&mut c, scope, after, size)
+            lists::history(&mut c, of, after, size)
                 .await
                 .map_err(db_error)
         }
@@ -607,15 +629,29 @@ impl Store for PgStore {
 
     async fn add_note(&self, note: NewNote) -> Result<HistoryEvent, StoreError> {
         let now = self.env.now();
-        self.tx(|c| Box::pin(write::add_note(c, note.clone(), now)))
+        self.tx(|c| Box::pin(write::add_note(c, Scope::all_ref(), note.clone(), now)))
             .await
     }
 
-    async fn run_once(&self, once: Once, cmd: Command) -> Result<Ran, StoreError> {
+    async fn run_in(&self, scope: &Scope, cmd: Command) -> Result<Answer, StoreError> {
         let now = self.env.now();
         self.tx(|c| {
-            let (once, cmd) = (once.clone(), cmd.clone());
-            Box::pin(async move { write::run_once(c, &once, cmd, now).await })
+            let (scope, cmd) = (scope.clone(), cmd.clone());
+            Box::pin(async move { write::apply(c, &scope, cmd, now).await })
+        })
+        .await
+    }
+
+    async fn run_once_in(
+        &self,
+        scope: &Scope,
+        once: Once,
+        cmd: Command,
+    ) -> Result<Ran, StoreError> {
+        let now = self.env.now();
+        self.tx(|c| {
+            let (scope, once, cmd) = (scope.clone(), once.clone(), cmd.clone());
+            Box::pin(async move { write::run_once(c, &scope, &once, cmd, now).await })
         })
         .await
     }
@@ -628,7 +664,7 @@ impl Store for PgStore {
         let commands = Arc::new(commands);
         self.tx(|c| {
             let commands = commands.clone();
-            Box::pin(async move { write::run_once_batch(c, &commands, now).await })
+            Box::pin(async move { write::run_once_batch(c, &Scope::all(), &commands, now).await })
         })
         .await
     }
@@ -711,6 +747,51 @@ impl Store for PgStore {
             Box::pin(async move { Ok(write::delete_expired_jobs(c, &cutoffs, limit).await?) })
         })
         .await
+    }
+
+    async fn create_key(&self, key: crate::StoredKey) -> Result<(), StoreError> {
+        let mut c = self.conn().await?;
+        let done = keys::create(&mut c, &key).await;
+        if c.finish(done).map_err(db_error)? {
+            Ok(())
+        } else {
+            Err(StoreError::Conflict(format!(
+                "key {} already exists",
+                key.record.id
+            )))
+        }
+    }
+
+    async fn list_keys(&self) -> Result<Vec<crate::StoredKey>, StoreError> {
+        let mut c = self.conn().await?;
+        let list = keys::list(&mut c).await;
+        c.finish(list).map_err(db_error)
+    }
+
+    async fn find_key(&self, id: &str) -> Result<Option<crate::StoredKey>, StoreError> {
+        let mut c = self.conn().await?;
+        let found = keys::find(&mut c, id).await;
+        c.finish(found).map_err(db_error)
+    }
+
+    async fn has_keys(&self) -> Result<bool, StoreError> {
+        let mut c = self.conn().await?;
+        let any = keys::any(&mut c).await;
+        c.finish(any).map_err(db_error)
+    }
+
+    async fn revoke_key(&self, id: &str, at: Timestamp) -> Result<crate::StoredKey, StoreError> {
+        let mut c = self.conn().await?;
+        let done = keys::revoke(&mut c, id, at).await;
+        c.finish(done)
+            .map_err(db_error)?
+            .ok_or_else(|| crate::keys::key_not_found(id))
+    }
+
+    async fn touch_key(&self, id: &str, at: Timestamp) -> Result<(), StoreError> {
+        let mut c = self.conn().await?;
+        let done = keys::touch(&mut c, id, at).await;
+        c.finish(done).map_err(db_error)
     }
 
     async fn create_webhook(&self, new: NewWebhook) -> Result<Webhook, StoreError> {

@@ -15,7 +15,7 @@ use std::time::Duration;
 use uuid::Uuid;
 
 const WEBHOOK_COLUMNS: &str = "id, url, namespace, events, description, secret, enabled, \
-    disabled_reason, created_at, failing_since";
+    disabled_reason, created_at, failing_since, scope";
 
 fn bad(what: &str) -> sqlx::Error {
     sqlx::Error::Decode(format!("bad {what} in a stored webhook row").into())
@@ -44,6 +44,8 @@ fn webhook_from_row(r: &PgRow) -> Result<Webhook, sqlx::Error> {
         disabled_reason: r.try_get(7)?,
         created_at: time(r.try_get(8)?),
         failing_since: opt_time(r, 9)?,
+        scope: crate::webhooks::scope_from_stored(r.try_get::<Option<String>, _>(10)?.as_deref())
+            .map_err(|_| bad("scope"))?,
     })
 }
 
@@ -53,8 +55,9 @@ pub(crate) async fn create(c: &mut PgConnection, new: NewWebhook) -> TxResult<We
         .as_ref()
         .map(|e| serde_json::to_string(e).expect("strings serialize"));
     let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "INSERT INTO webhooks (id, url, namespace, events, description, secret, created_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {WEBHOOK_COLUMNS}"
+        "INSERT INTO webhooks (id, url, namespace, events, description, secret, created_at,
+                               scope)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING {WEBHOOK_COLUMNS}"
     )))
     .bind(new.id)
     .bind(&new.url)
@@ -63,6 +66,7 @@ pub(crate) async fn create(c: &mut PgConnection, new: NewWebhook) -> TxResult<We
     .bind(&new.description)
     .bind(&new.secret)
     .bind(new.created_at.to_datetime())
+    .bind(crate::webhooks::stored_scope(&new.scope))
     .fetch_one(&mut *c)
     .await?;
     Ok(webhook_from_row(&row)?)

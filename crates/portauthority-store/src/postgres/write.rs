@@ -16,7 +16,7 @@ use crate::{Created, NewNote, StoreError, TaskUpdate};
 use portauthority_core::api::{HistoryEvent, Job, NewJob, Task};
 use portauthority_core::plan::{self, JobHead, JobWrite, NewEvent, Plan, StoredJob};
 use portauthority_core::{
-    AddTasks, Command, Counters, JobId, SetJobStatus, Status, TaskId, Timestamp,
+    AddTasks, Command, Counters, JobId, Scope, SetJobStatus, Status, TaskId, Timestamp,
 };
 use sqlx::PgConnection;
 use std::collections::HashMap;
@@ -47,6 +47,7 @@ async fn lock_job(c: &mut PgConnection, id: JobId, now: Timestamp) -> TxResult<O
 
 pub(crate) async fn create_job(
     c: &mut PgConnection,
+    scope: &Scope,
     new: NewJob,
     now: Timestamp,
 ) -> TxResult<Created<Job>> {
@@ -57,25 +58,27 @@ pub(crate) async fn create_job(
     if existing.is_none() && stored.values().any(|t| t.job_id == new.id) {
         return Err(TxError::Race("a concurrent create of the same job"));
     }
-    let (plan, created) = plan::create_job(new, existing, &stored, now)?;
+    let (plan, created) = plan::create_job(scope, new, existing, &stored, now)?;
     execute(c, &plan).await?;
     Ok(created)
 }
 
 pub(crate) async fn add_tasks(
     c: &mut PgConnection,
+    scope: &Scope,
     cmd: AddTasks,
     now: Timestamp,
 ) -> TxResult<Vec<Task>> {
     let job = lock_job(c, cmd.job_id, now).await?.map(|j| j.head());
     let stored = stored_tasks(c, cmd.tasks.iter().map(|t| t.id)).await?;
-    let (plan, tasks) = plan::add_tasks(cmd, job, &stored, now)?;
+    let (plan, tasks) = plan::add_tasks(scope, cmd, job, &stored, now)?;
     execute(c, &plan).await?;
     Ok(tasks)
 }
 
 pub(crate) async fn set_job_status(
     c: &mut PgConnection,
+    scope: &Scope,
     cmd: SetJobStatus,
     now: Timestamp,
 ) -> TxResult<Job> {
@@ -86,7 +89,7 @@ pub(crate) async fn set_job_status(
         }
         _ => Vec::new(),
     };
-    let (plan, job) = plan::set_job_status(cmd, job, &open, now)?;
+    let (plan, job) = plan::set_job_status(scope, cmd, job, &open, now)?;
     execute(c, &plan).await?;
     Ok(job)
 }
@@ -97,6 +100,7 @@ pub(crate) async fn set_job_status(
 /// arrays). A database error fails the whole transaction, which `PgStore::tx` retries.
 pub(crate) async fn update_tasks(
     c: &mut PgConnection,
+    scope: &Scope,
     updates: &[TaskUpdate],
     now: Timestamp,
 ) -> TxResult<Vec<Result<Task, StoreError>>> {
@@ -109,7 +113,7 @@ pub(crate) async fn update_tasks(
         .map(|r| (r.job.id, r.head()))
         .collect();
     let tasks = stored_tasks(c, updates.iter().map(|u| u.task_id)).await?;
-    let (plan, results) = plan::update_tasks(updates, &jobs, tasks, now);
+    let (plan, results) = plan::update_tasks(scope, updates, &jobs, tasks, now);
     execute(c, &plan).await?;
     Ok(results
         .into_iter()
@@ -119,6 +123,7 @@ pub(crate) async fn update_tasks(
 
 pub(crate) async fn add_note(
     c: &mut PgConnection,
+    scope: &Scope,
     note: NewNote,
     now: Timestamp,
 ) -> TxResult<HistoryEvent> {
@@ -127,7 +132,7 @@ pub(crate) async fn add_note(
         Some(id) => rows::task(c, id).await?,
         None => None,
     };
-    let plan = plan::add_note(note, job, task.as_ref(), now)?;
+    let plan = plan::add_note(scope, note, job, task.as_ref(), now)?;
     let seqs = execute(c, &plan).await?;
     let (Some(event), Some(seq)) = (plan.events.into_iter().next(), seqs.first()) else {
         return Err(StoreError::Internal("a note wrote no event".into()).into());
@@ -136,18 +141,23 @@ pub(crate) async fn add_note(
 }
 
 /// Runs any command; what [`run_once`] records.
-pub(crate) async fn apply(c: &mut PgConnection, cmd: Command, now: Timestamp) -> TxResult<Answer> {
+pub(crate) async fn apply(
+    c: &mut PgConnection,
+    scope: &Scope,
+    cmd: Command,
+    now: Timestamp,
+) -> TxResult<Answer> {
     Ok(match cmd {
-        Command::CreateJob(new) => create_job(c, new, now).await?.into(),
+        Command::CreateJob(new) => create_job(c, scope, new, now).await?.into(),
         Command::SetJobStatus(cmd) => Answer::Job {
-            job: set_job_status(c, cmd, now).await?,
+            job: set_job_status(c, scope, cmd, now).await?,
             created: false,
         },
-        Command::AddTasks(cmd) => Answer::Tasks(add_tasks(c, cmd, now).await?),
+        Command::AddTasks(cmd) => Answer::Tasks(add_tasks(c, scope, cmd, now).await?),
         Command::UpdateTasks(updates) => {
-            once::updates_answer(update_tasks(c, &updates, now).await?)
+            once::updates_answer(update_tasks(c, scope, &updates, now).await?)
         }
-        Command::AddNote(note) => Answer::Note(add_note(c, note, now).await?),
+        Command::AddNote(note) => Answer::Note(add_note(c, scope, note, now).await?),
     })
 }
 
@@ -156,6 +166,7 @@ pub(crate) async fn apply(c: &mut PgConnection, cmd: Command, now: Timestamp) ->
 /// takes it, if this one rolls back).
 pub(crate) async fn run_once(
     c: &mut PgConnection,
+    scope: &Scope,
     once: &Once,
     cmd: Command,
     now: Timestamp,
@@ -180,7 +191,7 @@ pub(crate) async fn run_once(
                 .await?;
         return Ok(once::replay(once, &fingerprint, answer.as_deref())?);
     }
-    let answer = apply(c, cmd, now).await?;
+    let answer = apply(c, scope, cmd, now).await?;
     if let Some(recorded) = once::recorded(once, &answer)? {
         sqlx::query("UPDATE once SET answer = $2 WHERE key = $1")
             .bind(&once.key)
@@ -196,6 +207,7 @@ pub(crate) async fn run_once(
 /// (which `PgStore::tx` retries): nothing of it was committed.
 pub(crate) async fn run_once_batch(
     c: &mut PgConnection,
+    scope: &Scope,
     commands: &[(Once, Command)],
     now: Timestamp,
 ) -> TxResult<Vec<Result<Ran, StoreError>>> {
@@ -207,7 +219,7 @@ pub(crate) async fn run_once_batch(
             continue;
         }
         sqlx::query("SAVEPOINT command").execute(&mut *c).await?;
-        match run_once(c, once, cmd.clone(), now).await {
+        match run_once(c, scope, once, cmd.clone(), now).await {
             Ok(ran) => out.push(Ok(ran)),
             Err(TxError::Store(e)) => {
                 sqlx::query("ROLLBACK TO SAVEPOINT command")

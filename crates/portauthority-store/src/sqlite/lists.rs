@@ -9,10 +9,10 @@ use super::rows::{
 use crate::StoreError;
 use crate::query::{
     Bind, HistoryScope, JobFilter, JobSource, Page, Paging, TaskFilter, job_sort_key,
-    keyset_condition, keyset_condition_on, sort_column,
+    keyset_condition, keyset_condition_on, scope_condition, sort_column,
 };
 use portauthority_core::api::{HistoryEvent, Job, SortField, SortOrder, Task};
-use portauthority_core::{JobId, Status, TaskId, Timestamp};
+use portauthority_core::{JobId, Scope, Status, TaskId, Timestamp, plan};
 use rusqlite::types::Value;
 use rusqlite::{Connection, Row, params_from_iter};
 
@@ -28,6 +28,17 @@ impl Conditions {
         if let Some(v) = value {
             self.params.push(Value::Text(v.clone()));
             self.sql.push(format!("{column} = ?{}", self.params.len()));
+        }
+    }
+
+    /// The caller's scope on a namespace column (`query::scope_condition`).
+    fn scope(&mut self, column: &str, scope: &Scope) {
+        let params = &mut self.params;
+        if let Some(sql) = scope_condition(column, scope, |v| {
+            params.push(Value::Text(v));
+            format!("?{}", params.len())
+        }) {
+            self.sql.push(sql);
         }
     }
 
@@ -171,6 +182,7 @@ fn job_query(
         ("jobs j", job_sort_key(paging.sort, "j.", NULL_KEY), "j.id")
     };
     cond.eq(&format!("{j}namespace"), filter.namespace.as_ref());
+    cond.scope(&format!("{j}namespace"), &filter.scope);
     cond.eq(&format!("{j}type"), filter.job_type.as_ref());
     cond.eq(
         &format!("{j}correlation_id"),
@@ -208,6 +220,7 @@ fn count_jobs(c: &Connection, filter: &JobFilter) -> Result<u64, StoreError> {
         JobSource::Counts => {
             let mut cond = Conditions::default();
             cond.eq("namespace", filter.namespace.as_ref());
+            cond.scope("namespace", &filter.scope);
             cond.eq("type", filter.job_type.as_ref());
             cond.statuses(&filter.statuses);
             (
@@ -336,11 +349,12 @@ fn bind_value(b: Bind) -> Value {
 
 pub(crate) fn list_tasks(
     c: &Connection,
+    scope: &Scope,
     job_id: JobId,
     filter: &TaskFilter,
     paging: &Paging,
 ) -> Result<Page<Task>, StoreError> {
-    if job_head(c, job_id)?.is_none() {
+    if plan::visible(scope, job_head(c, job_id)?, |h| &h.namespace).is_none() {
         return Err(StoreError::job_not_found(job_id));
     }
     let mut cond = Conditions::default();
@@ -354,19 +368,21 @@ pub(crate) fn list_tasks(
 
 pub(crate) fn history(
     c: &Connection,
-    scope: HistoryScope,
+    scope: &Scope,
+    of: HistoryScope,
     after: i64,
     size: u32,
 ) -> Result<Vec<HistoryEvent>, StoreError> {
-    let (sql, key) = match scope {
+    let (sql, key) = match of {
         HistoryScope::Job(job_id) => {
-            if job_head(c, job_id)?.is_none() {
+            if plan::visible(scope, job_head(c, job_id)?, |h| &h.namespace).is_none() {
                 return Err(StoreError::job_not_found(job_id));
             }
             ("job_id", job_id.as_bytes().to_vec())
         }
         HistoryScope::Task(job_id, task_id) => {
-            if task(c, task_id)?.is_none_or(|t| t.job_id != job_id) {
+            let seen = plan::visible(scope, job_head(c, job_id)?, |h| &h.namespace);
+            if seen.is_none() || task(c, task_id)?.is_none_or(|t| t.job_id != job_id) {
                 return Err(StoreError::task_not_found(job_id, task_id));
             }
             ("task_id", task_id.as_bytes().to_vec())

@@ -55,6 +55,11 @@ const MIGRATIONS: &[Migration] = &[
         include_str!("../../migrations/sqlite/0009_job_rate.sql"),
     ),
     (
+        10,
+        "api_keys",
+        include_str!("../../migrations/sqlite/0010_api_keys.sql"),
+    ),
+    (
         11,
         "task_counts",
         include_str!("../../migrations/sqlite/0011_task_counts.sql"),

@@ -8,6 +8,7 @@
 //! which WAL lets proceed while the writer writes.
 
 mod checkpoint;
+mod keys;
 mod lists;
 mod migrate;
 mod pool;
@@ -25,7 +26,11 @@ use crate::webhooks::{AttemptEntry, AttemptRecord, Delivery, NewDelivery, NewWeb
 use crate::{Created, NewNote, Store, StoreError, TaskUpdate};
 use async_trait::async_trait;
 use portauthority_core::api::{HistoryEvent, Job, NewJob, Task};
-use portauthority_core::{AddTasks, Command, Env, JobId, SetJobStatus, Status, TaskId, Timestamp};
+use crate::once::Answer;
+use portauthority_core::plan;
+use portauthority_core::{
+    AddTasks, Command, Env, JobId, Scope, SetJobStatus, Status, TaskId, Timestamp,
+};
 use rusqlite::{Connection, OpenFlags};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -214,15 +219,16 @@ impl Store for SqliteStore {
     async fn create_job(&self, job: NewJob) -> Result<Created<Job>, StoreError> {
         let now = self.env.now();
         self.writer
-            .run(move |tx| write::create_job(tx, job, now))
+            .run(move |tx| write::create_job(tx, &Scope::all(), job, now))
             .await
     }
 
-    async fn get_job(&self, id: JobId) -> Result<Job, StoreError> {
+    async fn get_job_in(&self, scope: &Scope, id: JobId) -> Result<Job, StoreError> {
+        let scope = scope.clone();
         let now = self.env.now();
         self.readers
             .run(move |c| {
-                rows::job(c, id, now)?
+                plan::visible(&scope, rows::job(c, id, now)?, |r| &r.job.namespace)
                     .map(|r| r.job)
                     .ok_or_else(|| StoreError::job_not_found(id))
             })
@@ -239,35 +245,44 @@ impl Store for SqliteStore {
     async fn run_set_job_status(&self, cmd: SetJobStatus) -> Result<Job, StoreError> {
         let now = self.env.now();
         self.writer
-            .run(move |tx| write::set_job_status(tx, cmd, now))
+            .run(move |tx| write::set_job_status(tx, &Scope::all(), cmd, now))
             .await
     }
 
     async fn run_add_tasks(&self, cmd: AddTasks) -> Result<Vec<Task>, StoreError> {
         let now = self.env.now();
         self.writer
-            .run(move |tx| write::add_tasks(tx, cmd, now))
+            .run(move |tx| write::add_tasks(tx, &Scope::all(), cmd, now))
             .await
     }
 
-    async fn get_task(&self, job_id: JobId, task_id: TaskId) -> Result<Task, StoreError> {
+    async fn get_task_in(
+        &self,
+        scope: &Scope,
+        job_id: JobId,
+        task_id: TaskId,
+    ) -> Result<Task, StoreError> {
+        let scope = scope.clone();
         self.readers
             .run(move |c| {
-                rows::task(c, task_id)?
+                plan::visible(&scope, rows::job_head(c, job_id)?, |h| &h.namespace)
+                    .and(rows::task(c, task_id)?)
                     .filter(|t| t.job_id == job_id)
                     .ok_or_else(|| StoreError::task_not_found(job_id, task_id))
             })
             .await
     }
 
-    async fn list_tasks(
+    async fn list_tasks_in(
         &self,
+        scope: &Scope,
         job_id: JobId,
         filter: TaskFilter,
         paging: Paging,
     ) -> Result<Page<Task>, StoreError> {
+        let scope = scope.clone();
         self.readers
-            .run(move |c| lists::list_tasks(c, job_id, &filter, &paging))
+            .run(move |c| lists::list_tasks(c, &scope, job_id, &filter, &paging))
             .await
     }
 
@@ -277,32 +292,46 @@ impl Store for SqliteStore {
     ) -> Result<Vec<Result<Task, StoreError>>, StoreError> {
         let now = self.env.now();
         self.writer
-            .run(move |tx| write::update_tasks(tx, updates, now))
+            .run(move |tx| write::update_tasks(tx, &Scope::all(), updates, now))
             .await
     }
 
-    async fn history(
+    async fn history_in(
         &self,
-        scope: HistoryScope,
+        scope: &Scope,
+        of: HistoryScope,
         after: i64,
         size: u32,
     ) -> Result<Vec<HistoryEvent>, StoreError> {
+        let scope = scope.clone();
         self.readers
-            .run(move |c| lists::history(c, scope, after, size))
+            .run(move |c| lists::history(c, &scope, of, after, size))
             .await
     }
 
     async fn add_note(&self, note: NewNote) -> Result<HistoryEvent, StoreError> {
         let now = self.env.now();
         self.writer
-            .run(move |tx| write::add_note(tx, note, now))
+            .run(move |tx| write::add_note(tx, &Scope::all(), note, now))
             .await
     }
 
-    async fn run_once(&self, once: Once, cmd: Command) -> Result<Ran, StoreError> {
-        let now = self.env.now();
+    async fn run_in(&self, scope: &Scope, cmd: Command) -> Result<Answer, StoreError> {
+        let (scope, now) = (scope.clone(), self.env.now());
         self.writer
-            .run(move |tx| write::run_once(tx, &once, cmd, now))
+            .run(move |tx| write::apply(tx, &scope, cmd, now))
+            .await
+    }
+
+    async fn run_once_in(
+        &self,
+        scope: &Scope,
+        once: Once,
+        cmd: Command,
+    ) -> Result<Ran, StoreError> {
+        let (scope, now) = (scope.clone(), self.env.now());
+        self.writer
+            .run(move |tx| write::run_once(tx, &scope, &once, cmd, now))
             .await
     }
 
@@ -312,7 +341,7 @@ impl Store for SqliteStore {
     ) -> Result<Vec<Result<Ran, StoreError>>, StoreError> {
         let now = self.env.now();
         self.writer
-            .run(move |tx| Ok(write::run_once_batch(tx, commands, now)))
+            .run(move |tx| Ok(write::run_once_batch(tx, &Scope::all(), commands, now)))
             .await
     }
 
@@ -382,6 +411,39 @@ impl Store for SqliteStore {
         let cutoffs = cutoffs.to_vec();
         self.writer
             .run_without_events(move |tx| write::delete_expired_jobs(tx, &cutoffs, limit))
+            .await
+    }
+
+    async fn create_key(&self, key: crate::StoredKey) -> Result<(), StoreError> {
+        self.writer
+            .run_without_events(move |tx| keys::create(tx, &key))
+            .await
+    }
+
+    async fn list_keys(&self) -> Result<Vec<crate::StoredKey>, StoreError> {
+        self.readers.run(keys::list).await
+    }
+
+    async fn find_key(&self, id: &str) -> Result<Option<crate::StoredKey>, StoreError> {
+        let id = id.to_owned();
+        self.readers.run(move |c| keys::find(c, &id)).await
+    }
+
+    async fn has_keys(&self) -> Result<bool, StoreError> {
+        self.readers.run(keys::any).await
+    }
+
+    async fn revoke_key(&self, id: &str, at: Timestamp) -> Result<crate::StoredKey, StoreError> {
+        let id = id.to_owned();
+        self.writer
+            .run_without_events(move |tx| keys::revoke(tx, &id, at))
+            .await
+    }
+
+    async fn touch_key(&self, id: &str, at: Timestamp) -> Result<(), StoreError> {
+        let id = id.to_owned();
+        self.writer
+            .run_without_events(move |tx| keys::touch(tx, &id, at))
             .await
     }
 

@@ -162,8 +162,8 @@ pub(crate) fn job_head(c: &Connection, id: JobId) -> Result<Option<JobHead>, Sto
     c.prepare_cached(
         "SELECT status, status_explicit, auto_complete, end_time, tasks_total, tasks_pending, \
          tasks_in_progress, tasks_failed, tasks_completed, tasks_cancelled, last_seq, \
-         start_time, timeout_seconds, rate_samples, rate_weight, rate_since, rate_last \
-         FROM jobs WHERE id = ?1",
+         start_time, timeout_seconds, rate_samples, rate_weight, rate_since, rate_last, \
+         namespace FROM jobs WHERE id = ?1",
     )
     .map_err(internal)?
     .query_row([id.as_bytes()], |r| {
@@ -182,6 +182,7 @@ pub(crate) fn job_head(c: &Connection, id: JobId) -> Result<Option<JobHead>, Sto
             },
         };
         Ok(JobHead {
+            namespace: r.get(17)?,
             state,
             last_seq: r.get(10)?,
             times_out_at: machine::times_out_at(time_col(r, 11)?, r.get(12)?),

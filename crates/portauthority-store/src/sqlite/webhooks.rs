@@ -13,7 +13,7 @@ use std::time::Duration;
 use uuid::Uuid;
 
 const WEBHOOK_COLUMNS: &str = "id, url, namespace, events, description, secret, enabled, \
-    disabled_reason, created_at, failing_since";
+    disabled_reason, created_at, failing_since, scope";
 
 const RETRY_OF_DISABLED_FAILS: &str = "UPDATE webhook_deliveries \
     SET state = 'failed', next_attempt_at = NULL WHERE id = ?1 AND state = 'pending' \
@@ -50,6 +50,8 @@ fn webhook_from_row(row: &Row<'_>) -> rusqlite::Result<Webhook> {
         disabled_reason: row.get(7)?,
         created_at: time_at(row, 8)?,
         failing_since: opt_time_at(row, 9)?,
+        scope: crate::webhooks::scope_from_stored(row.get::<_, Option<String>>(10)?.as_deref())
+            .map_err(|_| bad("scope"))?,
     })
 }
 
@@ -59,8 +61,8 @@ pub(crate) fn create(c: &Connection, new: NewWebhook) -> Result<Webhook, StoreEr
         .as_ref()
         .map(|e| serde_json::to_string(e).expect("strings serialize"));
     c.prepare_cached(
-        "INSERT INTO webhooks (id, url, namespace, events, description, secret, created_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        "INSERT INTO webhooks (id, url, namespace, events, description, secret, created_at, \
+         scope) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     )
     .map_err(internal)?
     .execute(params![
@@ -70,7 +72,8 @@ pub(crate) fn create(c: &Connection, new: NewWebhook) -> Result<Webhook, StoreEr
         events,
         new.description,
         new.secret,
-        new.created_at.as_millis()
+        new.created_at.as_millis(),
+        crate::webhooks::stored_scope(&new.scope)
     ])
     .map_err(internal)?;
     get(c, new.id)

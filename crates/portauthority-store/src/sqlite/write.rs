@@ -10,7 +10,7 @@ use crate::{Created, NewNote, StoreError, TaskUpdate};
 use portauthority_core::api::{HistoryEvent, Job, NewJob, Task};
 use portauthority_core::plan::{self, JobHead, JobWrite, NewEvent, Plan, TaskWrite};
 use portauthority_core::{
-    AddTasks, Command, Counters, JobId, SetJobStatus, Status, TaskId, Timestamp,
+    AddTasks, Command, Counters, JobId, Scope, SetJobStatus, Status, TaskId, Timestamp,
 };
 use rusqlite::{Connection, OptionalExtension, params};
 use std::collections::HashMap;
@@ -32,30 +32,33 @@ fn stored_tasks(
 
 pub(crate) fn create_job(
     c: &Connection,
+    scope: &Scope,
     new: NewJob,
     now: Timestamp,
 ) -> Result<Created<Job>, StoreError> {
     let existing = rows::job(c, new.id, now)?;
     let stored = stored_tasks(c, new.tasks.iter().map(|t| t.id))?;
-    let (plan, created) = plan::create_job(new, existing, &stored, now)?;
+    let (plan, created) = plan::create_job(scope, new, existing, &stored, now)?;
     execute(c, &plan)?;
     Ok(created)
 }
 
 pub(crate) fn add_tasks(
     c: &Connection,
+    scope: &Scope,
     cmd: AddTasks,
     now: Timestamp,
 ) -> Result<Vec<Task>, StoreError> {
     let job = rows::job_head(c, cmd.job_id)?;
     let stored = stored_tasks(c, cmd.tasks.iter().map(|t| t.id))?;
-    let (plan, tasks) = plan::add_tasks(cmd, job, &stored, now)?;
+    let (plan, tasks) = plan::add_tasks(scope, cmd, job, &stored, now)?;
     execute(c, &plan)?;
     Ok(tasks)
 }
 
 pub(crate) fn set_job_status(
     c: &Connection,
+    scope: &Scope,
     cmd: SetJobStatus,
     now: Timestamp,
 ) -> Result<Job, StoreError> {
@@ -66,7 +69,7 @@ pub(crate) fn set_job_status(
         }
         _ => Vec::new(),
     };
-    let (plan, job) = plan::set_job_status(cmd, job, &open, now)?;
+    let (plan, job) = plan::set_job_status(scope, cmd, job, &open, now)?;
     execute(c, &plan)?;
     Ok(job)
 }
@@ -76,6 +79,7 @@ pub(crate) fn set_job_status(
 /// batch, which the caller's savepoint undoes.
 pub(crate) fn update_tasks(
     c: &Connection,
+    scope: &Scope,
     updates: Vec<TaskUpdate>,
     now: Timestamp,
 ) -> Result<Vec<Result<Task, StoreError>>, StoreError> {
@@ -93,7 +97,7 @@ pub(crate) fn update_tasks(
             tasks.insert(u.task_id, task);
         }
     }
-    let (plan, results) = plan::update_tasks(&updates, &jobs, tasks, now);
+    let (plan, results) = plan::update_tasks(scope, &updates, &jobs, tasks, now);
     execute(c, &plan)?;
     Ok(results
         .into_iter()
@@ -103,6 +107,7 @@ pub(crate) fn update_tasks(
 
 pub(crate) fn add_note(
     c: &Connection,
+    scope: &Scope,
     note: NewNote,
     now: Timestamp,
 ) -> Result<HistoryEvent, StoreError> {
@@ -111,7 +116,7 @@ pub(crate) fn add_note(
         Some(id) => rows::task(c, id)?,
         None => None,
     };
-    let plan = plan::add_note(note, job, task.as_ref(), now)?;
+    let plan = plan::add_note(scope, note, job, task.as_ref(), now)?;
     let seqs = execute(c, &plan)?;
     let (Some(event), Some(seq)) = (plan.events.into_iter().next(), seqs.first()) else {
         return Err(StoreError::Internal("a note wrote no event".into()));
@@ -120,16 +125,21 @@ pub(crate) fn add_note(
 }
 
 /// Runs any command; what [`run_once`] records.
-pub(crate) fn apply(c: &Connection, cmd: Command, now: Timestamp) -> Result<Answer, StoreError> {
+pub(crate) fn apply(
+    c: &Connection,
+    scope: &Scope,
+    cmd: Command,
+    now: Timestamp,
+) -> Result<Answer, StoreError> {
     Ok(match cmd {
-        Command::CreateJob(new) => create_job(c, new, now)?.into(),
+        Command::CreateJob(new) => create_job(c, scope, new, now)?.into(),
         Command::SetJobStatus(cmd) => Answer::Job {
-            job: set_job_status(c, cmd, now)?,
+            job: set_job_status(c, scope, cmd, now)?,
             created: false,
         },
-        Command::AddTasks(cmd) => Answer::Tasks(add_tasks(c, cmd, now)?),
-        Command::UpdateTasks(updates) => once::updates_answer(update_tasks(c, updates, now)?),
-        Command::AddNote(note) => Answer::Note(add_note(c, note, now)?),
+        Command::AddTasks(cmd) => Answer::Tasks(add_tasks(c, scope, cmd, now)?),
+        Command::UpdateTasks(updates) => once::updates_answer(update_tasks(c, scope, updates, now)?),
+        Command::AddNote(note) => Answer::Note(add_note(c, scope, note, now)?),
     })
 }
 
@@ -137,6 +147,7 @@ pub(crate) fn apply(c: &Connection, cmd: Command, now: Timestamp) -> Result<Answ
 /// the only one: nothing can come between the check and the insert).
 pub(crate) fn run_once(
     c: &Connection,
+    scope: &Scope,
     once: &Once,
     cmd: Command,
     now: Timestamp,
@@ -151,7 +162,7 @@ pub(crate) fn run_once(
         return once::replay(once, &fingerprint, answer.as_deref());
     }
     let job = cmd.job_id().map(|j| *j.as_uuid().as_bytes());
-    let answer = apply(c, cmd, now)?;
+    let answer = apply(c, scope, cmd, now)?;
     c.prepare_cached(
         "INSERT INTO once (key, fingerprint, job_id, answer, created_at) \
          VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -172,6 +183,7 @@ pub(crate) fn run_once(
 /// `Store::run_once_batch`.
 pub(crate) fn run_once_batch(
     c: &Connection,
+    scope: &Scope,
     commands: Vec<(Once, Command)>,
     now: Timestamp,
 ) -> Vec<Result<Ran, StoreError>> {
@@ -182,7 +194,7 @@ pub(crate) fn run_once_batch(
             if failed {
                 return Err(once::not_run());
             }
-            let ran = super::writer::in_savepoint(c, |c| run_once(c, &once, cmd, now));
+            let ran = super::writer::in_savepoint(c, |c| run_once(c, scope, &once, cmd, now));
             failed = once::ends_batch(&ran);
             ran
         })

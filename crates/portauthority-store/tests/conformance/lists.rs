@@ -133,6 +133,7 @@ async fn jobs_are_listed_by_namespace_type_correlation_id_and_status(store: Arc<
             correlation_id: corr.map(str::to_owned),
             statuses: statuses.to_vec(),
             meta: vec![],
+            scope: portauthority_core::Scope::all(),
         }
     };
     let cases: Vec<(JobFilter, BTreeSet<JobId>)> = vec![

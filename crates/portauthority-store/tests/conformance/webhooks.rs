@@ -21,6 +21,7 @@ conformance!(
     disabling_a_webhook_fails_its_pending_deliveries_and_says_why,
     a_replay_makes_a_delivery_due_again,
     deleting_a_webhook_deletes_its_deliveries,
+    a_webhook_keeps_its_scope_and_never_queues_events_outside_it,
 );
 
 const CREATED: &str = "portauthority.job.created.v1";
@@ -44,6 +45,7 @@ fn new_webhook(namespace: Option<&str>, events: Option<&[&str]>) -> NewWebhook {
         description: Some("conformance".into()),
         secret: "whsec_c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0".into(),
         created_at: Timestamp::from_millis(now().as_millis()),
+        scope: portauthority_core::Scope::all(),
     }
 }
 
@@ -398,4 +400,26 @@ async fn deleting_a_webhook_deletes_its_deliveries(store: Arc<dyn Store>) {
         .record_attempt(attempt(&d, t, Some(200), Next::Delivered))
         .await
         .unwrap();
+}
+
+async fn a_webhook_keeps_its_scope_and_never_queues_events_outside_it(store: Arc<dyn Store>) {
+    let scope = portauthority_core::Scope::parse(&["com.a.*"]).unwrap();
+    let scoped = store
+        .create_webhook(NewWebhook {
+            scope: scope.clone(),
+            ..new_webhook(None, None)
+        })
+        .await
+        .expect("create_webhook");
+    assert_eq!(scoped.scope, scope);
+    assert_eq!(store.get_webhook(scoped.id).await.unwrap().scope, scope);
+    let events = vec![
+        event("a.1", CREATED, "com.a.mail"),
+        event("b.1", CREATED, "com.b.mail"),
+        event("c.1", CREATED, "com.a"),
+    ];
+    assert_eq!(store.enqueue_deliveries(events).await.unwrap(), 1);
+    let claimed = claim(&store, later(now(), 1000)).await;
+    let got: Vec<&str> = claimed.iter().map(|d| d.event_id.as_str()).collect();
+    assert_eq!(got, ["a.1"]);
 }

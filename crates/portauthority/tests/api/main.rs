@@ -3,6 +3,7 @@
 //! it shares with the PostgreSQL tests is in `portauthority-testkit`.
 
 mod browser;
+mod auth;
 mod concurrency;
 mod crash;
 mod dashboard;
