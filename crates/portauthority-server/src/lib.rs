@@ -54,6 +54,9 @@ pub struct Config {
     /// At shutdown, how long open connections get to finish their requests before they are
     /// closed.
     pub shutdown_drain: Duration,
+    /// Most connections open at once; more wait in the listen backlog until one closes.
+    /// Keep it well below the process's file-descriptor limit (`ulimit -n`).
+    pub max_connections: usize,
     /// The worker loops to run in-process (the bus, the outbox relay); `None`: none
     /// (`serve --no-worker`, another process runs them).
     pub worker: Option<portauthority_worker::WorkerConfig>,
@@ -79,6 +82,9 @@ impl Default for Config {
             idle_timeout: Duration::from_secs(75),
             // Well inside the 30 s Kubernetes gives a pod after SIGTERM (systemd gives 90 s).
             shutdown_drain: Duration::from_secs(10),
+            // Below the common soft limit of 1,024 file descriptors, with room for the
+            // database's files and connections, the bus and the log.
+            max_connections: 900,
             worker: Some(portauthority_worker::WorkerConfig::default()),
             webhooks_allow_private: false,
         }
@@ -102,6 +108,7 @@ pub struct App {
     router: Router,
     store: Arc<dyn Store>,
     timers: serve::Timers,
+    max_connections: usize,
     /// The worker loops this process runs besides the store's own.
     worker: Vec<Arc<dyn portauthority_store::Loop>>,
 }
@@ -151,6 +158,7 @@ impl App {
                 idle: config.idle_timeout,
                 drain: config.shutdown_drain,
             },
+            max_connections: config.max_connections,
             worker: Vec::new(),
         }
     }
@@ -190,7 +198,14 @@ impl App {
         let loops = self.start_loops();
         // Trailing slashes are trimmed before routing: `/v1/jobs/` is `/v1/jobs`.
         let app = NormalizePathLayer::trim_trailing_slash().layer(self.router);
-        serve::serve(self.listener, app, self.timers, shutdown).await;
+        serve::serve(
+            self.listener,
+            app,
+            self.timers,
+            self.max_connections,
+            shutdown,
+        )
+        .await;
         loops.shutdown().await;
         self.store.close().await;
         Ok(())
@@ -226,7 +241,7 @@ fn api() -> utoipa_axum::router::OpenApiRouter<AppState> {
 /// request timeouts).
 pub fn router(state: AppState, config: &Config) -> Router {
     let (api, spec) = api().split_for_parts();
-    let spec = Arc::new(spec);
+    let spec = Arc::new(openapi::document(spec));
 
     api.route(
         "/openapi.json",
@@ -255,7 +270,13 @@ pub fn router(state: AppState, config: &Config) -> Router {
         middleware::request_deadline,
     ))
     .layer(tower_http::catch_panic::CatchPanicLayer::custom(on_panic))
-    .layer(tower_http::trace::TraceLayer::new_for_http())
+    // Each failed response at debug only: a failure that repeats for every request (a full
+    // disk, a silent database) is logged where it happens, rate-limited, and a 500 is logged
+    // by `ApiError` with its cause; an error line per request would drown both.
+    .layer(
+        tower_http::trace::TraceLayer::new_for_http()
+            .on_failure(tower_http::trace::DefaultOnFailure::new().level(tracing::Level::DEBUG)),
+    )
 }
 
 fn on_panic(_: Box<dyn std::any::Any + Send + 'static>) -> Response {

@@ -12,7 +12,7 @@ pub mod feed;
 pub mod once;
 pub mod postgres;
 mod query;
-mod ratelimit;
+pub mod ratelimit;
 pub mod relay;
 pub mod retention;
 pub mod seed;

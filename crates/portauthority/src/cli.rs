@@ -128,6 +128,10 @@ struct ServeArgs {
     /// On SIGINT/SIGTERM, how long open connections get to finish before they are closed.
     #[arg(long, env = "PORTAUTHORITY_SHUTDOWN_DRAIN", default_value = "10s", value_parser = duration)]
     shutdown_drain: Duration,
+    /// Most connections open at once; more wait, unaccepted, until one closes. Keep it well
+    /// below the file-descriptor limit (ulimit -n).
+    #[arg(long, env = "PORTAUTHORITY_MAX_CONNECTIONS", default_value_t = 900, value_parser = clap::value_parser!(u32).range(1..))]
+    max_connections: u32,
     /// Log format: text or json.
     #[arg(long, env = "PORTAUTHORITY_LOG_FORMAT", default_value = "text")]
     log_format: String,
@@ -326,6 +330,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         request_timeout: args.request_timeout,
         idle_timeout: args.idle_timeout,
         shutdown_drain: args.shutdown_drain,
+        max_connections: args.max_connections as usize,
         worker: (!args.no_worker).then(|| args.worker.config()),
         webhooks_allow_private: args.worker.webhooks_allow_private,
         ..Config::default()
@@ -334,6 +339,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     config.limits.meta_max_bytes = args.meta_max_bytes;
     config.limits.meta_filter_keys_max = args.meta_filter_keys_max;
     config.limits.meta_filter_values_max = args.meta_filter_values_max;
+    let shutdown = shutdown_signal();
     let app = App::build(config.clone()).await?;
     tracing::info!(
         "listening on http://{} with the {} store at {}",
@@ -341,7 +347,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         app.store().kind(),
         redact(&config.database_url)
     );
-    app.run_until(shutdown_signal()).await?;
+    app.run_until(shutdown).await?;
     tracing::info!("stopped");
     Ok(())
 }
@@ -420,26 +426,34 @@ fn redact(url: &str) -> String {
     }
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// SIGINT or SIGTERM. The SIGTERM handler is installed when this is called, not when the
+/// future is first polled: `serve` calls it before it binds its socket, so a SIGTERM that
+/// arrives while the server starts (a process manager as quick as a test) stops it
+/// gracefully instead of killing it.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+    let handler = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate());
+    async move {
+        let ctrl_c = async {
+            let _ = tokio::signal::ctrl_c().await;
+        };
+        #[cfg(unix)]
+        let term = async {
+            match handler {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(_) => std::future::pending().await,
             }
-            Err(_) => std::future::pending().await,
+        };
+        #[cfg(not(unix))]
+        let term = std::future::pending::<()>();
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term => {},
         }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
+        tracing::info!("shutting down: finishing in-flight requests");
     }
-    tracing::info!("shutting down: finishing in-flight requests");
 }
 
 /// A `portauthority serve` child process, stopped (SIGKILL) when dropped.
@@ -564,6 +578,7 @@ mod tests {
         assert_eq!(args.request_timeout, config.request_timeout);
         assert_eq!(args.idle_timeout, config.idle_timeout);
         assert_eq!(args.shutdown_drain, config.shutdown_drain);
+        assert_eq!(args.max_connections as usize, config.max_connections);
         let worker = config
             .worker
             .expect("serve runs the worker loops by default");

@@ -24,17 +24,26 @@ const DESCRIPTION_MAX: usize = 1024;
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct CreateWebhookRequest {
     /// Where events are posted: an `http` or `https` URL whose host is not a loopback,
-    /// private or link-local address (unless the server allows private targets).
+    /// private or link-local address (unless the server allows private targets), and whose
+    /// name resolves; at most 2048 characters.
+    #[schema(max_length = 2048)]
     pub url: String,
     /// Only events of jobs in this namespace or under it (`com.a` takes `com.a` and
     /// `com.a.b`, not `com.ab`). Default: every namespace.
     #[serde(default)]
+    #[schema(
+        min_length = 1,
+        max_length = 128,
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f]+$"
+    )]
     pub namespace: Option<String>,
     /// Only these CloudEvent types (e.g. `portauthority.task.status_changed.v1`). Default:
     /// every type.
     #[serde(default)]
     pub events: Option<Vec<String>>,
+    /// At most 1024 characters.
     #[serde(default)]
+    #[schema(max_length = 1024, pattern = r"^[^\u0000]*$")]
     pub description: Option<String>,
 }
 
@@ -193,8 +202,8 @@ async fn validate(state: &AppState, body: CreateWebhookRequest) -> Result<NewWeb
 
 /// Subscribe a URL to job and task events. The response holds the signing secret; no
 /// other response does.
-#[utoipa::path(post, path = "/v1/webhooks", tag = "webhooks", request_body = CreateWebhookRequest,
-    responses((status = 200, body = WebhookEnvelope), Problems))]
+#[utoipa::path(post, path = "/v1/webhooks", operation_id = "create_webhook", tag = "webhooks", request_body = CreateWebhookRequest,
+    responses((status = 200, description = "the webhook", body = WebhookEnvelope), Problems))]
 pub async fn create(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<CreateWebhookRequest>,
@@ -207,8 +216,8 @@ pub async fn create(
 }
 
 /// List every webhook, oldest first.
-#[utoipa::path(get, path = "/v1/webhooks", tag = "webhooks",
-    responses((status = 200, body = WebhookList), Problems))]
+#[utoipa::path(get, path = "/v1/webhooks", operation_id = "list_webhooks", tag = "webhooks",
+    responses((status = 200, description = "every webhook", body = WebhookList), Problems))]
 pub async fn list(State(state): State<AppState>) -> ApiResult<WebhookList> {
     let webhooks = state.store.list_webhooks().await?;
     Ok(Json(WebhookList {
@@ -217,9 +226,9 @@ pub async fn list(State(state): State<AppState>) -> ApiResult<WebhookList> {
 }
 
 /// Get a webhook.
-#[utoipa::path(get, path = "/v1/webhooks/{id}", tag = "webhooks",
+#[utoipa::path(get, path = "/v1/webhooks/{id}", operation_id = "get_webhook", tag = "webhooks",
     params(("id" = String, Path, description = "webhook id (UUID)")),
-    responses((status = 200, body = WebhookEnvelope), Problems))]
+    responses((status = 200, description = "the webhook", body = WebhookEnvelope), Problems))]
 pub async fn get(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -231,7 +240,7 @@ pub async fn get(
 }
 
 /// Delete a webhook with its deliveries and their log.
-#[utoipa::path(delete, path = "/v1/webhooks/{id}", tag = "webhooks",
+#[utoipa::path(delete, path = "/v1/webhooks/{id}", operation_id = "delete_webhook", tag = "webhooks",
     params(("id" = String, Path, description = "webhook id (UUID)")),
     responses((status = 204, description = "deleted"), Problems))]
 pub async fn delete(
@@ -244,10 +253,10 @@ pub async fn delete(
 
 /// A webhook's delivery log, newest first: every attempt, and each delivery not attempted
 /// yet.
-#[utoipa::path(get, path = "/v1/webhooks/{id}/deliveries", tag = "webhooks",
+#[utoipa::path(get, path = "/v1/webhooks/{id}/deliveries", operation_id = "list_deliveries", tag = "webhooks",
     params(("id" = String, Path, description = "webhook id (UUID)"),
-        ("size" = Option<u32>, Query, description = "1 to 1000, default 100")),
-    responses((status = 200, body = DeliveryList), Problems))]
+        ("size" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "1 to 1000, default 100")),
+    responses((status = 200, description = "the delivery log, newest first", body = DeliveryList), Problems))]
 pub async fn deliveries(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -265,7 +274,7 @@ pub async fn deliveries(
 
 /// Replay a delivery: a new attempt now, with the same body and `webhook-id`, whatever
 /// its state. 409 when the webhook is disabled.
-#[utoipa::path(post, path = "/v1/webhooks/{id}/deliveries/{delivery_id}/retry", tag = "webhooks",
+#[utoipa::path(post, path = "/v1/webhooks/{id}/deliveries/{delivery_id}/retry", operation_id = "retry_delivery", tag = "webhooks",
     params(("id" = String, Path, description = "webhook id (UUID)"),
         ("delivery_id" = String, Path, description = "delivery id (UUID)")),
     responses((status = 202, description = "the delivery is due now"), Problems))]

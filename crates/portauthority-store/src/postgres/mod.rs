@@ -14,6 +14,7 @@
 mod counts;
 mod feed;
 mod lists;
+mod liveness;
 mod rows;
 pub(crate) mod seed;
 mod webhooks;
@@ -137,6 +138,10 @@ pub struct PgStore {
     local: watch::Sender<u64>,
     /// Bumped after each commit of this process and each notification of another.
     signal: watch::Sender<u64>,
+    /// Whether the database answers at all; see `liveness.rs`.
+    liveness: liveness::Liveness,
+    /// The liveness loop's own connection.
+    watchdog: PgPool,
 }
 
 pub(crate) use counts::FOLD_COUNTS_SQL;
@@ -330,6 +335,10 @@ impl PgStore {
             .max_connections(1)
             .acquire_timeout(Duration::from_secs(2))
             .connect_lazy_with(connect_options(url)?);
+        let watchdog = pool_options()
+            .max_connections(1)
+            .acquire_timeout(liveness::TIMEOUT)
+            .connect_lazy_with(options.connect_options(url)?);
         let migrated = run_migrations(&migrations).await;
         migrations.close().await;
         migrated?;
@@ -339,6 +348,8 @@ impl PgStore {
             env,
             local: watch::channel(0).0,
             signal: watch::channel(0).0,
+            liveness: liveness::Liveness::new(),
+            watchdog,
         })
     }
 
@@ -346,8 +357,10 @@ impl PgStore {
         &self.pool
     }
 
-    /// A connection of the request pool for one call; see [`Held`].
+    /// A connection of the request pool for one call; see [`Held`]. Refused at once while
+    /// the database is silent (`liveness.rs`).
     async fn conn(&self) -> Result<Held, StoreError> {
+        self.liveness.check()?;
         Ok(Held {
             conn: self.pool.acquire().await.map_err(db_error)?,
             finished: false,
@@ -375,7 +388,17 @@ impl PgStore {
         self.run_tx(f, false).await
     }
 
-    async fn run_tx<T, F>(&self, mut f: F, events: bool) -> Result<T, StoreError>
+    /// Every attempt is bounded by the database answering (`liveness.rs`): an attempt cut
+    /// off there closes its connection, which rolls its transaction back.
+    async fn run_tx<T, F>(&self, f: F, events: bool) -> Result<T, StoreError>
+    where
+        T: Send,
+        F: for<'c> FnMut(&'c mut PgConnection) -> BoxFut<'c, T> + Send,
+    {
+        self.liveness.bound(self.run_tx_attempts(f, events)).await
+    }
+
+    async fn run_tx_attempts<T, F>(&self, mut f: F, events: bool) -> Result<T, StoreError>
     where
         T: Send,
         F: for<'c> FnMut(&'c mut PgConnection) -> BoxFut<'c, T> + Send,
@@ -496,18 +519,26 @@ impl Store for PgStore {
     }
 
     async fn get_job(&self, id: JobId) -> Result<Job, StoreError> {
-        let mut c = self.conn().await?;
-        let row = rows::job(&mut c, id, false).await;
-        c.finish(row)
-            .map_err(db_error)?
-            .map(|r| r.job)
-            .ok_or_else(|| StoreError::job_not_found(id))
+        self.liveness
+            .bound(async {
+                let mut c = self.conn().await?;
+                let row = rows::job(&mut c, id, false).await;
+                c.finish(row)
+                    .map_err(db_error)?
+                    .map(|r| r.job)
+                    .ok_or_else(|| StoreError::job_not_found(id))
+            })
+            .await
     }
 
     async fn list_jobs(&self, filter: JobFilter, paging: Paging) -> Result<Page<Job>, StoreError> {
-        let mut c = self.conn().await?;
-        let page = lists::list_jobs(&mut c, &filter, &paging).await;
-        c.finish(page).map_err(db_error)
+        self.liveness
+            .bound(async {
+                let mut c = self.conn().await?;
+                let page = lists::list_jobs(&mut c, &filter, &paging).await;
+                c.finish(page).map_err(db_error)
+            })
+            .await
     }
 
     async fn run_set_job_status(&self, cmd: SetJobStatus) -> Result<Job, StoreError> {
@@ -523,12 +554,16 @@ impl Store for PgStore {
     }
 
     async fn get_task(&self, job_id: JobId, task_id: TaskId) -> Result<Task, StoreError> {
-        let mut c = self.conn().await?;
-        let row = rows::task(&mut c, task_id).await;
-        c.finish(row)
-            .map_err(db_error)?
-            .filter(|t| t.job_id == job_id)
-            .ok_or_else(|| StoreError::task_not_found(job_id, task_id))
+        self.liveness
+            .bound(async {
+                let mut c = self.conn().await?;
+                let row = rows::task(&mut c, task_id).await;
+                c.finish(row)
+                    .map_err(db_error)?
+                    .filter(|t| t.job_id == job_id)
+                    .ok_or_else(|| StoreError::task_not_found(job_id, task_id))
+            })
+            .await
     }
 
     async fn list_tasks(
@@ -537,21 +572,25 @@ impl Store for PgStore {
         filter: TaskFilter,
         paging: Paging,
     ) -> Result<Page<Task>, StoreError> {
-        let mut c = self.conn().await?;
-        let page = async {
-            if rows::job(&mut c, job_id, false)
-                .await
-                .map_err(db_error)?
-                .is_none()
-            {
-                return Err(StoreError::job_not_found(job_id));
-            }
-            lists::list_tasks(&mut c, job_id, &filter, &paging)
-                .await
-                .map_err(db_error)
-        }
-        .await;
-        c.finish(page)
+        self.liveness
+            .bound(async {
+                let mut c = self.conn().await?;
+                let page = async {
+                    if rows::job(&mut c, job_id, false)
+                        .await
+                        .map_err(db_error)?
+                        .is_none()
+                    {
+                        return Err(StoreError::job_not_found(job_id));
+                    }
+                    lists::list_tasks(&mut c, job_id, &filter, &paging)
+                        .await
+                        .map_err(db_error)
+                }
+                .await;
+                c.finish(page)
+            })
+            .await
     }
 
     async fn update_tasks(
@@ -572,31 +611,35 @@ impl Store for PgStore {
         after: i64,
         size: u32,
     ) -> Result<Vec<HistoryEvent>, StoreError> {
-        let mut c = self.conn().await?;
-        let events = async {
-            match scope {
-                HistoryScope::Job(job_id) => {
-                    if rows::job(&mut c, job_id, false)
+        self.liveness
+            .bound(async {
+                let mut c = self.conn().await?;
+                let events = async {
+                    match scope {
+                        HistoryScope::Job(job_id) => {
+                            if rows::job(&mut c, job_id, false)
+                                .await
+                                .map_err(db_error)?
+                                .is_none()
+                            {
+                                return Err(StoreError::job_not_found(job_id));
+                            }
+                        }
+                        HistoryScope::Task(job_id, task_id) => {
+                            let t = rows::task(&mut c, task_id).await.map_err(db_error)?;
+                            if t.is_none_or(|t| t.job_id != job_id) {
+                                return Err(StoreError::task_not_found(job_id, task_id));
+                            }
+                        }
+                    }
+                    lists::history(&mut c, scope, after, size)
                         .await
-                        .map_err(db_error)?
-                        .is_none()
-                    {
-                        return Err(StoreError::job_not_found(job_id));
-                    }
+                        .map_err(db_error)
                 }
-                HistoryScope::Task(job_id, task_id) => {
-                    let t = rows::task(&mut c, task_id).await.map_err(db_error)?;
-                    if t.is_none_or(|t| t.job_id != job_id) {
-                        return Err(StoreError::task_not_found(job_id, task_id));
-                    }
-                }
-            }
-            lists::history(&mut c, scope, after, size)
-                .await
-                .map_err(db_error)
-        }
-        .await;
-        c.finish(events)
+                .await;
+                c.finish(events)
+            })
+            .await
     }
 
     async fn add_note(&self, note: NewNote) -> Result<HistoryEvent, StoreError> {
@@ -628,9 +671,13 @@ impl Store for PgStore {
     }
 
     async fn feed(&self, after: Position, limit: u32) -> Result<Vec<FeedEvent>, StoreError> {
-        let mut c = self.conn().await?;
-        let events = feed::read(&mut c, after, limit).await;
-        c.finish(events).map_err(db_error)
+        self.liveness
+            .bound(async {
+                let mut c = self.conn().await?;
+                let events = feed::read(&mut c, after, limit).await;
+                c.finish(events).map_err(db_error)
+            })
+            .await
     }
 
     fn feed_signal(&self) -> watch::Receiver<u64> {
@@ -660,7 +707,9 @@ impl Store for PgStore {
     }
 
     async fn outbox_backlog(&self) -> Result<u64, StoreError> {
-        feed::backlog(&self.pool).await.map_err(db_error)
+        self.liveness
+            .bound(async { feed::backlog(&self.pool).await.map_err(db_error) })
+            .await
     }
 
     async fn due_tasks(
@@ -668,15 +717,23 @@ impl Store for PgStore {
         now: Timestamp,
         limit: u32,
     ) -> Result<Vec<(JobId, TaskId)>, StoreError> {
-        let mut c = self.conn().await?;
-        let due = lists::due_tasks(&mut c, now, limit).await;
-        c.finish(due).map_err(db_error)
+        self.liveness
+            .bound(async {
+                let mut c = self.conn().await?;
+                let due = lists::due_tasks(&mut c, now, limit).await;
+                c.finish(due).map_err(db_error)
+            })
+            .await
     }
 
     async fn due_jobs(&self, now: Timestamp, limit: u32) -> Result<Vec<JobId>, StoreError> {
-        let mut c = self.conn().await?;
-        let due = lists::due_jobs(&mut c, now, limit).await;
-        c.finish(due).map_err(db_error)
+        self.liveness
+            .bound(async {
+                let mut c = self.conn().await?;
+                let due = lists::due_jobs(&mut c, now, limit).await;
+                c.finish(due).map_err(db_error)
+            })
+            .await
     }
 
     async fn delete_expired_jobs(
@@ -697,17 +754,25 @@ impl Store for PgStore {
     }
 
     async fn list_webhooks(&self) -> Result<Vec<Webhook>, StoreError> {
-        let mut c = self.conn().await?;
-        let list = webhooks::list(&mut c).await;
-        c.finish(list).map_err(db_error)
+        self.liveness
+            .bound(async {
+                let mut c = self.conn().await?;
+                let list = webhooks::list(&mut c).await;
+                c.finish(list).map_err(db_error)
+            })
+            .await
     }
 
     async fn get_webhook(&self, id: uuid::Uuid) -> Result<Webhook, StoreError> {
-        let mut c = self.conn().await?;
-        let found = webhooks::find(&mut c, id).await;
-        c.finish(found)
-            .map_err(db_error)?
-            .ok_or_else(|| crate::webhooks::webhook_not_found(id))
+        self.liveness
+            .bound(async {
+                let mut c = self.conn().await?;
+                let found = webhooks::find(&mut c, id).await;
+                c.finish(found)
+                    .map_err(db_error)?
+                    .ok_or_else(|| crate::webhooks::webhook_not_found(id))
+            })
+            .await
     }
 
     async fn delete_webhook(&self, id: uuid::Uuid) -> Result<(), StoreError> {
@@ -785,23 +850,32 @@ impl Store for PgStore {
                 signal: self.signal.clone(),
                 listener: tokio::sync::Mutex::new(None),
             }),
+            Arc::new(liveness::Watchdog {
+                pool: self.watchdog.clone(),
+                liveness: self.liveness.clone(),
+            }),
         ]
     }
 
     /// A real write: a read-only server (a standby, `default_transaction_read_only`) is
-    /// not ready.
+    /// not ready, nor is a silent one.
     async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO readiness (id, at) VALUES (1, now())
-             ON CONFLICT (id) DO UPDATE SET at = excluded.at",
-        )
-        .execute(&self.pool)
-        .await
-        .map_err(db_error)?;
-        Ok(())
+        self.liveness
+            .bound(async {
+                let mut c = self.conn().await?;
+                let written = sqlx::query(
+                    "INSERT INTO readiness (id, at) VALUES (1, now())
+                     ON CONFLICT (id) DO UPDATE SET at = excluded.at",
+                )
+                .execute(&mut *c)
+                .await;
+                c.finish(written).map(drop).map_err(db_error)
+            })
+            .await
     }
 
     async fn close(&self) {
+        self.watchdog.close().await;
         self.background.close().await;
         self.pool.close().await;
     }

@@ -3,7 +3,9 @@
 //! it shares with the PostgreSQL tests is in `portauthority-testkit`.
 
 mod concurrency;
+mod contract;
 mod crash;
+mod disk;
 mod errors;
 mod helpers;
 mod history;
