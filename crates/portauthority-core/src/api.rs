@@ -319,16 +319,18 @@ pub struct CreateJobRequest {
     /// again returns the existing job.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<JobId>,
+    /// 1–256 characters, or null.
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 256, pattern = r"^[^\u0000]*$")]
     pub correlation_id: Option<String>,
     /// Required, 1–128 characters.
     #[serde(rename = "type", default)]
-    #[schema(required = true)]
+    #[schema(value_type = String, required = true, min_length = 1, max_length = 128, pattern = r"^[^\u0000-\u001f\u007f-\u009f]+$")]
     #[cfg_attr(feature = "schema", schemars(required, !default))]
     pub job_type: Option<String>,
     /// Required, 1–128 characters.
     #[serde(default)]
-    #[schema(required = true)]
+    #[schema(value_type = String, required = true, min_length = 1, max_length = 128, pattern = r"^[^\u0000-\u001f\u007f-\u009f]+$")]
     #[cfg_attr(feature = "schema", schemars(required, !default))]
     pub namespace: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -347,6 +349,7 @@ pub struct CreateJobRequest {
     /// 1 to 31536000: fail the job (reason `timed_out`) when it is not terminal this long
     /// after its `start_time`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 31536000)]
     pub timeout_seconds: Option<i64>,
     /// Tasks created atomically with the job.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -360,11 +363,11 @@ pub struct CreateTaskRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<TaskId>,
     #[serde(rename = "type", default)]
-    #[schema(required = true)]
+    #[schema(value_type = String, required = true, min_length = 1, max_length = 128, pattern = r"^[^\u0000-\u001f\u007f-\u009f]+$")]
     #[cfg_attr(feature = "schema", schemars(required, !default))]
     pub task_type: Option<String>,
     #[serde(default)]
-    #[schema(required = true)]
+    #[schema(value_type = String, required = true, min_length = 1, max_length = 128, pattern = r"^[^\u0000-\u001f\u007f-\u009f]+$")]
     #[cfg_attr(feature = "schema", schemars(required, !default))]
     pub namespace: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -379,6 +382,7 @@ pub struct CreateTaskRequest {
     /// 1 to 31536000: fail the task (reason `timed_out`) when it sees no heartbeat, progress
     /// or status change for this long.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 31536000)]
     pub timeout_seconds: Option<i64>,
 }
 
@@ -395,6 +399,7 @@ pub struct SetJobStatusRequest {
     /// `completed`, `failed` or `cancelled`.
     pub status: Status,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 4096, pattern = r"^[^\u0000]*$")]
     pub reason: Option<String>,
 }
 
@@ -404,15 +409,18 @@ pub struct SetJobStatusRequest {
 pub struct SetTaskStatusRequest {
     pub status: Status,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 4096, pattern = r"^[^\u0000]*$")]
     pub reason: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 4096, pattern = r"^[^\u0000]*$")]
     pub error: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub progress: Option<Progress>,
 }
 
-/// One item of `POST /v1/tasks/status`. Ids and status are strings here so that one bad
-/// item is reported on its own instead of failing the whole batch.
+/// One item of `POST /v1/tasks/status`. Ids, status and texts are plain strings here (the
+/// document states no format or bound for them) so that one bad item is reported in its
+/// result instead of failing the whole batch.
 #[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct TaskStatusUpdateItem {
@@ -461,6 +469,7 @@ pub struct HeartbeatRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub progress: Option<Progress>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 4096, pattern = r"^[^\u0000]*$")]
     pub message: Option<String>,
 }
 
@@ -468,6 +477,7 @@ pub struct HeartbeatRequest {
 #[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct NoteRequest {
+    #[schema(min_length = 1, max_length = 4096, pattern = r"^[^\u0000]*$")]
     pub message: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]

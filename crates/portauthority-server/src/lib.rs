@@ -62,6 +62,9 @@ pub struct Config {
     /// At shutdown, how long open connections get to finish their requests before they are
     /// closed.
     pub shutdown_drain: Duration,
+    /// Most connections open at once; more wait in the listen backlog until one closes.
+    /// Keep it well below the process's file-descriptor limit (`ulimit -n`).
+    pub max_connections: usize,
     /// The worker loops to run in-process (the bus, the outbox relay); `None`: none
     /// (`serve --no-worker`, another process runs them).
     pub worker: Option<portauthority_worker::WorkerConfig>,
@@ -94,6 +97,9 @@ impl Default for Config {
             idle_timeout: Duration::from_secs(75),
             // Well inside the 30 s Kubernetes gives a pod after SIGTERM (systemd gives 90 s).
             shutdown_drain: Duration::from_secs(10),
+            // Below the common soft limit of 1,024 file descriptors, with room for the
+            // database's files and connections, the bus and the log.
+            max_connections: 900,
             worker: Some(portauthority_worker::WorkerConfig::default()),
             webhooks_allow_private: false,
             watch: WatchLimits::default(),
@@ -124,6 +130,7 @@ pub struct App {
     router: Router,
     store: Arc<dyn Store>,
     timers: serve::Timers,
+    max_connections: usize,
     /// The worker loops this process runs besides the store's own.
     worker: Vec<Arc<dyn portauthority_store::Loop>>,
     hub: Arc<Hub>,
@@ -187,6 +194,7 @@ impl App {
                 idle: config.idle_timeout,
                 drain: config.shutdown_drain,
             },
+            max_connections: config.max_connections,
             worker: Vec::new(),
             hub,
             streams_end,
@@ -239,7 +247,14 @@ impl App {
             shutdown.await;
             streams_end.cancel();
         };
-        serve::serve(self.listener, app, self.timers, shutdown).await;
+        serve::serve(
+            self.listener,
+            app,
+            self.timers,
+            self.max_connections,
+            shutdown,
+        )
+        .await;
         loops.shutdown().await;
         self.store.close().await;
         Ok(())
@@ -331,7 +346,7 @@ fn api() -> utoipa_axum::router::OpenApiRouter<AppState> {
 pub fn router(state: AppState, config: &Config) -> Router {
     let keys = state.keys.clone();
     let (api, spec) = api().split_for_parts();
-    let spec = Arc::new(spec);
+    let spec = Arc::new(openapi::document(spec));
 
     api.merge(dashboard::routes())
         .route(

@@ -25,6 +25,27 @@ pub(crate) fn base() -> utoipa::openapi::OpenApi {
 }
 
 /// The complete document, as served at `/openapi.json`.
-pub fn openapi() -> utoipa::openapi::OpenApi {
-    crate::api().split_for_parts().1
+pub fn openapi() -> serde_json::Value {
+    document(crate::api().split_for_parts().1)
+}
+
+/// The generated document with what the annotations cannot say, taken from where the rule
+/// lives so that the two cannot drift apart.
+pub(crate) fn document(spec: utoipa::openapi::OpenApi) -> serde_json::Value {
+    let mut doc = serde_json::to_value(spec).expect("the OpenAPI document serializes");
+    let event_types: Vec<&str> = portauthority_contracts::EventType::ALL
+        .iter()
+        .map(|t| t.type_name())
+        .collect();
+    if let Some(events) =
+        doc.pointer_mut("/components/schemas/CreateWebhookRequest/properties/events")
+    {
+        *events = serde_json::json!({
+            "type": ["array", "null"],
+            "minItems": 1,
+            "items": {"type": "string", "enum": event_types},
+            "description": events.get("description").cloned().unwrap_or_default(),
+        });
+    }
+    doc
 }

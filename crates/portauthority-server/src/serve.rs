@@ -32,6 +32,7 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio::time::{Instant, Sleep};
 use tokio_util::sync::CancellationToken;
@@ -46,6 +47,40 @@ pub(crate) struct Timers {
     pub drain: Duration,
 }
 
+/// Connections beyond the cap wait, unaccepted, in the kernel's listen backlog until an
+/// open one closes: a flood of idle sockets costs the process at most this many file
+/// descriptors (each idle one is closed by the header timeout), never all of them.
+/// Logged at most once a minute, with how many times the cap was met since.
+static AT_CAPACITY: portauthority_store::ratelimit::Every =
+    portauthority_store::ratelimit::Every::new(60_000);
+
+/// Waits for a free connection slot, then accepts. Cancel-safe: dropped while waiting for
+/// the slot or for `accept`, it gives the slot back and accepts nothing.
+async fn accept(
+    listener: &TcpListener,
+    slots: &Arc<Semaphore>,
+    max: usize,
+) -> (io::Result<TcpStream>, OwnedSemaphorePermit) {
+    let permit = match slots.clone().try_acquire_owned() {
+        Ok(permit) => permit,
+        Err(_) => {
+            if let Some(suppressed) = AT_CAPACITY.allow() {
+                tracing::warn!(
+                    max_connections = max,
+                    suppressed,
+                    "at the connection limit: new connections wait until open ones close"
+                );
+            }
+            slots
+                .clone()
+                .acquire_owned()
+                .await
+                .expect("the connection semaphore is never closed")
+        }
+    };
+    (listener.accept().await.map(|(s, _)| s), permit)
+}
+
 /// Accepts connections until `shutdown` resolves, then stops accepting, asks every
 /// connection to finish (an idle one closes at once, a busy one after its response), and
 /// closes whatever is still open after the drain time.
@@ -53,6 +88,7 @@ pub(crate) async fn serve<S>(
     listener: TcpListener,
     app: S,
     timers: Timers,
+    max_connections: usize,
     shutdown: impl Future<Output = ()>,
 ) where
     S: Service<axum::extract::Request, Response = Response, Error = Infallible>
@@ -64,12 +100,14 @@ pub(crate) async fn serve<S>(
     let stop = CancellationToken::new();
     let mut conns = JoinSet::new();
     let mut shutdown = pin!(shutdown);
+    let max_connections = max_connections.clamp(1, Semaphore::MAX_PERMITS);
+    let slots = Arc::new(Semaphore::new(max_connections));
     'accept: loop {
         tokio::select! {
             () = &mut shutdown => break,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
-                    conns.spawn(connection(stream, app.clone(), timers, stop.clone()));
+            (accepted, slot) = accept(&listener, &slots, max_connections) => match accepted {
+                Ok(stream) => {
+                    conns.spawn(connection(stream, app.clone(), timers, stop.clone(), slot));
                 }
                 // A reset before accept is the client's business. Anything else (out of file
                 // descriptors) is ours: say so and give open connections a moment to close,
@@ -122,9 +160,14 @@ fn log_end(done: Result<(), tokio::task::JoinError>) {
 }
 
 /// One connection, served until the client closes it, a timer closes it, or `stop` asks it
-/// to finish.
-async fn connection<S>(stream: TcpStream, app: S, timers: Timers, stop: CancellationToken)
-where
+/// to finish; its slot frees when it ends.
+async fn connection<S>(
+    stream: TcpStream,
+    app: S,
+    timers: Timers,
+    stop: CancellationToken,
+    _slot: OwnedSemaphorePermit,
+) where
     S: Service<axum::extract::Request, Response = Response, Error = Infallible>
         + Clone
         + Send

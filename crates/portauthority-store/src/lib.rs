@@ -14,7 +14,7 @@ pub mod keys;
 pub mod once;
 pub mod postgres;
 mod query;
-mod ratelimit;
+pub mod ratelimit;
 pub mod relay;
 pub mod retention;
 pub mod seed;

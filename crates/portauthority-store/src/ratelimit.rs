@@ -5,14 +5,14 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Allows one event per period.
-pub(crate) struct Every {
+pub struct Every {
     period_ms: i64,
     last_ms: AtomicI64,
     suppressed: AtomicU64,
 }
 
 impl Every {
-    pub(crate) const fn new(period_ms: i64) -> Every {
+    pub const fn new(period_ms: i64) -> Every {
         Every {
             period_ms,
             last_ms: AtomicI64::new(i64::MIN / 2),
@@ -22,7 +22,7 @@ impl Every {
 
     /// `Some(n)` when this event may be logged (`n` were suppressed since the last one),
     /// `None` when it falls in the same period as the last logged one.
-    pub(crate) fn allow(&self) -> Option<u64> {
+    pub fn allow(&self) -> Option<u64> {
         self.allow_at(now_ms())
     }
 
@@ -41,7 +41,8 @@ impl Every {
     }
 }
 
-fn now_ms() -> i64 {
+/// Milliseconds since the Unix epoch (0 if the clock is before it).
+pub(crate) fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)

@@ -39,6 +39,12 @@ pub fn because(reason: &str) {
     }
 }
 
+/// Writes `line` where the person running `cargo test` sees it even when the test passes
+/// (a figure a long test measured, such as how many cases a generator ran).
+pub fn report(line: &str) {
+    say(&format!("{line}\n"));
+}
+
 /// The line for `reason`; `thread` is the test's name (libtest names each test's thread
 /// after it), or the main thread's name outside libtest.
 fn notice(reason: &str, thread: Option<&str>) -> String {

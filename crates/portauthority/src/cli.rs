@@ -196,6 +196,10 @@ struct ServeArgs {
     /// `resync` and closed.
     #[arg(long, env = "PORTAUTHORITY_SSE_BUFFER", default_value_t = portauthority_server::WatchLimits::default().buffer)]
     sse_buffer: usize,
+    /// Most connections open at once; more wait, unaccepted, until one closes. Keep it well
+    /// below the file-descriptor limit (ulimit -n).
+    #[arg(long, env = "PORTAUTHORITY_MAX_CONNECTIONS", default_value_t = 900, value_parser = clap::value_parser!(u32).range(1..))]
+    max_connections: u32,
     /// Run no worker loops in this process (another process runs `portauthority worker`).
     #[arg(long, env = "PORTAUTHORITY_NO_WORKER")]
     no_worker: bool,
@@ -427,6 +431,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         request_timeout: args.request_timeout,
         idle_timeout: args.idle_timeout,
         shutdown_drain: args.shutdown_drain,
+        max_connections: args.max_connections as usize,
         worker: (!args.no_worker).then(|| args.worker.config()),
         webhooks_allow_private: args.worker.webhooks_allow_private,
         watch: portauthority_server::WatchLimits {
@@ -442,6 +447,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     config.limits.meta_max_bytes = args.meta_max_bytes;
     config.limits.meta_filter_keys_max = args.meta_filter_keys_max;
     config.limits.meta_filter_values_max = args.meta_filter_values_max;
+    let shutdown = shutdown_signal();
     let app = App::build(config.clone()).await?;
     tracing::info!(
         "listening on http://{} with the {} store at {}",
@@ -449,7 +455,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         app.store().kind(),
         redact(&config.database_url)
     );
-    app.run_until(shutdown_signal()).await?;
+    app.run_until(shutdown).await?;
     tracing::info!("stopped");
     Ok(())
 }
@@ -554,26 +560,34 @@ pub(crate) fn redact(url: &str) -> String {
     }
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// SIGINT or SIGTERM. The SIGTERM handler is installed when this is called, not when the
+/// future is first polled: `serve` calls it before it binds its socket, so a SIGTERM that
+/// arrives while the server starts (a process manager as quick as a test) stops it
+/// gracefully instead of killing it.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+    let handler = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate());
+    async move {
+        let ctrl_c = async {
+            let _ = tokio::signal::ctrl_c().await;
+        };
+        #[cfg(unix)]
+        let term = async {
+            match handler {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(_) => std::future::pending().await,
             }
-            Err(_) => std::future::pending().await,
+        };
+        #[cfg(not(unix))]
+        let term = std::future::pending::<()>();
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term => {},
         }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
+        tracing::info!("shutting down: finishing in-flight requests");
     }
-    tracing::info!("shutting down: finishing in-flight requests");
 }
 
 /// A `portauthority serve` child process, stopped (SIGKILL) when dropped.
@@ -700,6 +714,7 @@ mod tests {
         assert_eq!(args.shutdown_drain, config.shutdown_drain);
         assert_eq!(args.sse_max_streams, config.watch.max_streams);
         assert_eq!(args.sse_buffer, config.watch.buffer);
+        assert_eq!(args.max_connections as usize, config.max_connections);
         let worker = config
             .worker
             .expect("serve runs the worker loops by default");

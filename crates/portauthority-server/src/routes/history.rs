@@ -50,11 +50,11 @@ async fn note(
 }
 
 /// Read a job's history: its own events and those of all its tasks, in `seq` order.
-#[utoipa::path(get, path = "/v1/jobs/{id}/history", tag = "history",
+#[utoipa::path(get, path = "/v1/jobs/{id}/history", operation_id = "job_history", tag = "history",
     params(("id" = String, Path, description = "job id (UUID)"),
-        ("after" = Option<i64>, Query, description = "return events with seq greater than this"),
-        ("size" = Option<u32>, Query, description = "1 to 1000, default 100")),
-    responses((status = 200, body = HistoryPage), Problems))]
+        ("after" = Option<i64>, Query, minimum = 0, description = "return events with seq greater than this"),
+        ("size" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "1 to 1000, default 100")),
+    responses((status = 200, description = "a page of history events", body = HistoryPage), Problems))]
 pub async fn job_history(
     State(state): State<AppState>,
     caller: Caller,
@@ -66,9 +66,9 @@ pub async fn job_history(
 }
 
 /// Append a note to a job's history.
-#[utoipa::path(post, path = "/v1/jobs/{id}/history", tag = "history", request_body = NoteRequest,
+#[utoipa::path(post, path = "/v1/jobs/{id}/history", operation_id = "add_job_note", tag = "history", request_body = NoteRequest,
     params(("id" = String, Path, description = "job id (UUID)")),
-    responses((status = 200, body = EventEnvelope), Problems))]
+    responses((status = 200, description = "the event appended", body = EventEnvelope), Problems))]
 pub async fn job_note(
     State(state): State<AppState>,
     caller: Caller,
@@ -80,10 +80,11 @@ pub async fn job_note(
 }
 
 /// Read one task's history, starting with its "task added" event.
-#[utoipa::path(get, path = "/v1/jobs/{id}/tasks/{task_id}/history", tag = "history",
+#[utoipa::path(get, path = "/v1/jobs/{id}/tasks/{task_id}/history", operation_id = "task_history", tag = "history",
     params(("id" = String, Path, description = "job id (UUID)"), ("task_id" = String, Path, description = "task id (UUID)"),
-        ("after" = Option<i64>, Query), ("size" = Option<u32>, Query)),
-    responses((status = 200, body = HistoryPage), Problems))]
+        ("after" = Option<i64>, Query, minimum = 0, description = "return events with seq greater than this"),
+        ("size" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "1 to 1000, default 100")),
+    responses((status = 200, description = "a page of history events", body = HistoryPage), Problems))]
 pub async fn task_history(
     State(state): State<AppState>,
     caller: Caller,
@@ -96,9 +97,9 @@ pub async fn task_history(
 }
 
 /// Append a note to a task's history.
-#[utoipa::path(post, path = "/v1/jobs/{id}/tasks/{task_id}/history", tag = "history", request_body = NoteRequest,
+#[utoipa::path(post, path = "/v1/jobs/{id}/tasks/{task_id}/history", operation_id = "add_task_note", tag = "history", request_body = NoteRequest,
     params(("id" = String, Path, description = "job id (UUID)"), ("task_id" = String, Path, description = "task id (UUID)")),
-    responses((status = 200, body = EventEnvelope), Problems))]
+    responses((status = 200, description = "the event appended", body = EventEnvelope), Problems))]
 pub async fn task_note(
     State(state): State<AppState>,
     caller: Caller,

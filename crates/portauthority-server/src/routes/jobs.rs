@@ -7,7 +7,9 @@ use crate::extract::{ApiJson, Keyed, Query, job_id};
 use axum::Json;
 use axum::extract::{Path, RawQuery, State};
 use portauthority_core::Command;
-use portauthority_core::api::{CreateJobRequest, JobEnvelope, JobPage, SetJobStatusRequest};
+use portauthority_core::api::{
+    CreateJobRequest, JobEnvelope, JobPage, SetJobStatusRequest, SortField, SortOrder,
+};
 use portauthority_core::validate::meta_filters;
 use portauthority_store::{Answer, Cursor, JobFilter, SortValue};
 
@@ -15,8 +17,8 @@ use portauthority_store::{Answer, Cursor, JobFilter, SortValue};
 ///
 /// Idempotent: the same `id` with the same content returns the stored job; the same `id`
 /// with other content is a conflict.
-#[utoipa::path(post, path = "/v1/jobs", tag = "jobs", request_body = CreateJobRequest,
-    responses((status = 200, body = JobEnvelope), Problems))]
+#[utoipa::path(post, path = "/v1/jobs", operation_id = "create_job", tag = "jobs", request_body = CreateJobRequest,
+    responses((status = 200, description = "the job", body = JobEnvelope), Problems))]
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
@@ -33,9 +35,9 @@ pub async fn create(
 }
 
 /// Get a job by id.
-#[utoipa::path(get, path = "/v1/jobs/{id}", tag = "jobs",
+#[utoipa::path(get, path = "/v1/jobs/{id}", operation_id = "get_job", tag = "jobs",
     params(("id" = String, Path, description = "job id (UUID)")),
-    responses((status = 200, body = JobEnvelope), Problems))]
+    responses((status = 200, description = "the job", body = JobEnvelope), Problems))]
 pub async fn get(
     State(state): State<AppState>,
     caller: Caller,
@@ -48,20 +50,24 @@ pub async fn get(
 }
 
 /// List jobs, filtered, sorted and paged.
-#[utoipa::path(get, path = "/v1/jobs", tag = "jobs",
+///
+/// Besides the parameters below, `meta.<key>=<value>` keeps the jobs whose top-level meta
+/// `key` equals the string `value`, or the number or boolean it spells; at most 16
+/// different keys and 64 such parameters in all (configurable; beyond, 422). OpenAPI cannot name a family of parameters, so they are
+/// described here only.
+#[utoipa::path(get, path = "/v1/jobs", operation_id = "list_jobs", tag = "jobs",
     params(
         ("namespace" = Option<String>, Query),
         ("type" = Option<String>, Query),
         ("correlation_id" = Option<String>, Query, description = "also spelled `correllation_id` or `corellation_id`"),
-        ("status" = Option<String>, Query, description = "one status or several, comma-separated"),
-        ("meta.{key}" = Option<String>, Query, description = "a top-level meta key equal to this string, or to the number or boolean it spells; at most 16 different keys and 64 such parameters in all (configurable)"),
-        ("page" = Option<u64>, Query, description = "1-based, default 1"),
-        ("size" = Option<u64>, Query, description = "1 to 1000, default 25"),
-        ("sort" = Option<String>, Query, description = "start_time (default), end_time, created_at, updated_at, type, namespace, status"),
-        ("order" = Option<String>, Query, description = "asc (default) or desc"),
+        ("status" = Option<String>, Query, pattern = r"^((pending|in_progress|inprogress|completed|failed|cancelled)(,(pending|in_progress|inprogress|completed|failed|cancelled))*)?$", description = "one status or several, comma-separated"),
+        ("page" = Option<u64>, Query, minimum = 1, maximum = 4294967295.0, description = "1-based, default 1"),
+        ("size" = Option<u64>, Query, minimum = 1, maximum = 1000, description = "1 to 1000, default 25"),
+        ("sort" = Option<SortField>, Query, description = "start_time (default), end_time, created_at, updated_at, type, namespace, status"),
+        ("order" = Option<SortOrder>, Query, description = "asc (default) or desc"),
         ("after" = Option<String>, Query, description = "keyset paging: the `next` cursor of the previous page (same sort and order)"),
     ),
-    responses((status = 200, body = JobPage), Problems))]
+    responses((status = 200, description = "a page of jobs", body = JobPage), Problems))]
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
@@ -103,9 +109,9 @@ pub(crate) fn job_filter(
 
 /// Set a job's status explicitly: `completed` (only when no task is open), `failed` or
 /// `cancelled` (open tasks become `cancelled`).
-#[utoipa::path(put, path = "/v1/jobs/{id}/status", tag = "jobs", request_body = SetJobStatusRequest,
+#[utoipa::path(put, path = "/v1/jobs/{id}/status", operation_id = "set_job_status", tag = "jobs", request_body = SetJobStatusRequest,
     params(("id" = String, Path, description = "job id (UUID)")),
-    responses((status = 200, body = JobEnvelope), Problems))]
+    responses((status = 200, description = "the job", body = JobEnvelope), Problems))]
 pub async fn set_status(
     State(state): State<AppState>,
     caller: Caller,

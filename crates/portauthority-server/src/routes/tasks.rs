@@ -6,17 +6,17 @@ use crate::extract::{ApiJson, Keyed, OptionalJson, Query, job_id, task_id};
 use axum::Json;
 use axum::extract::{Path, RawQuery, State};
 use portauthority_core::api::{
-    CreateTaskRequest, CreateTasksRequest, HeartbeatRequest, NewTask, SetTaskStatusRequest, Task,
-    TaskEnvelope, TaskPage, TaskStatusBatchRequest, TaskStatusBatchResponse, TaskStatusResult,
-    TasksEnvelope, validate_tasks,
+    CreateTaskRequest, CreateTasksRequest, HeartbeatRequest, NewTask, SetTaskStatusRequest,
+    SortField, SortOrder, Task, TaskEnvelope, TaskPage, TaskStatusBatchRequest,
+    TaskStatusBatchResponse, TaskStatusResult, TasksEnvelope, validate_tasks,
 };
 use portauthority_core::{AddTasks, Command, JobId};
 use portauthority_store::{Answer, Cursor, Once, SortValue, StoreError, TaskFilter, TaskUpdate};
 
 /// Add a task to a job. Idempotent on the task id.
-#[utoipa::path(post, path = "/v1/jobs/{id}/tasks", tag = "tasks", request_body = CreateTaskRequest,
+#[utoipa::path(post, path = "/v1/jobs/{id}/tasks", operation_id = "add_task", tag = "tasks", request_body = CreateTaskRequest,
     params(("id" = String, Path, description = "job id (UUID)")),
-    responses((status = 200, body = TaskEnvelope), Problems))]
+    responses((status = 200, description = "the task", body = TaskEnvelope), Problems))]
 pub async fn add(
     State(state): State<AppState>,
     caller: Caller,
@@ -49,9 +49,9 @@ async fn add_tasks(
 }
 
 /// Add up to 1000 tasks to a job, all or none.
-#[utoipa::path(post, path = "/v1/jobs/{id}/tasks/batch", tag = "tasks", request_body = CreateTasksRequest,
+#[utoipa::path(post, path = "/v1/jobs/{id}/tasks/batch", operation_id = "add_tasks", tag = "tasks", request_body = CreateTasksRequest,
     params(("id" = String, Path, description = "job id (UUID)")),
-    responses((status = 200, body = TasksEnvelope), Problems))]
+    responses((status = 200, description = "the tasks", body = TasksEnvelope), Problems))]
 pub async fn add_batch(
     State(state): State<AppState>,
     caller: Caller,
@@ -75,9 +75,9 @@ pub async fn add_batch(
 }
 
 /// Get a task of a job.
-#[utoipa::path(get, path = "/v1/jobs/{id}/tasks/{task_id}", tag = "tasks",
+#[utoipa::path(get, path = "/v1/jobs/{id}/tasks/{task_id}", operation_id = "get_task", tag = "tasks",
     params(("id" = String, Path, description = "job id (UUID)"), ("task_id" = String, Path, description = "task id (UUID)")),
-    responses((status = 200, body = TaskEnvelope), Problems))]
+    responses((status = 200, description = "the task", body = TaskEnvelope), Problems))]
 pub async fn get(
     State(state): State<AppState>,
     caller: Caller,
@@ -91,17 +91,19 @@ pub async fn get(
 }
 
 /// List a job's tasks, filtered, sorted and paged.
-#[utoipa::path(get, path = "/v1/jobs/{id}/tasks", tag = "tasks",
+#[utoipa::path(get, path = "/v1/jobs/{id}/tasks", operation_id = "list_tasks", tag = "tasks",
     params(
         ("id" = String, Path, description = "job id (UUID)"),
         ("namespace" = Option<String>, Query),
         ("type" = Option<String>, Query),
-        ("status" = Option<String>, Query, description = "one status or several, comma-separated"),
-        ("page" = Option<u64>, Query), ("size" = Option<u64>, Query),
-        ("sort" = Option<String>, Query), ("order" = Option<String>, Query),
+        ("status" = Option<String>, Query, pattern = r"^((pending|in_progress|inprogress|completed|failed|cancelled)(,(pending|in_progress|inprogress|completed|failed|cancelled))*)?$", description = "one status or several, comma-separated"),
+        ("page" = Option<u64>, Query, minimum = 1, maximum = 4294967295.0, description = "1-based, default 1"),
+        ("size" = Option<u64>, Query, minimum = 1, maximum = 1000, description = "1 to 1000, default 25"),
+        ("sort" = Option<SortField>, Query, description = "start_time (default), end_time, created_at, updated_at, type, namespace, status"),
+        ("order" = Option<SortOrder>, Query, description = "asc (default) or desc"),
         ("after" = Option<String>, Query, description = "keyset paging: the `next` cursor of the previous page"),
     ),
-    responses((status = 200, body = TaskPage), Problems))]
+    responses((status = 200, description = "a page of tasks", body = TaskPage), Problems))]
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
@@ -142,9 +144,9 @@ async fn update_one(
 
 /// Set a task's status. A terminal task set to the status it has is a no-op; a retry
 /// (`failed` → `pending`/`in_progress`) adds one to `attempt` and reopens the job.
-#[utoipa::path(put, path = "/v1/jobs/{id}/tasks/{task_id}/status", tag = "tasks", request_body = SetTaskStatusRequest,
+#[utoipa::path(put, path = "/v1/jobs/{id}/tasks/{task_id}/status", operation_id = "set_task_status", tag = "tasks", request_body = SetTaskStatusRequest,
     params(("id" = String, Path, description = "job id (UUID)"), ("task_id" = String, Path, description = "task id (UUID)")),
-    responses((status = 200, body = TaskEnvelope), Problems))]
+    responses((status = 200, description = "the task", body = TaskEnvelope), Problems))]
 pub async fn set_status(
     State(state): State<AppState>,
     caller: Caller,
@@ -160,9 +162,9 @@ pub async fn set_status(
 }
 
 /// Report that a task is alive, optionally with progress and a message.
-#[utoipa::path(post, path = "/v1/jobs/{id}/tasks/{task_id}/heartbeat", tag = "tasks", request_body = HeartbeatRequest,
+#[utoipa::path(post, path = "/v1/jobs/{id}/tasks/{task_id}/heartbeat", operation_id = "heartbeat_task", tag = "tasks", request_body = HeartbeatRequest,
     params(("id" = String, Path, description = "job id (UUID)"), ("task_id" = String, Path, description = "task id (UUID)")),
-    responses((status = 200, body = TaskEnvelope), Problems))]
+    responses((status = 200, description = "the task", body = TaskEnvelope), Problems))]
 pub async fn heartbeat(
     State(state): State<AppState>,
     caller: Caller,
@@ -182,8 +184,8 @@ pub async fn heartbeat(
 
 /// Update the status of up to 1000 tasks across jobs. Each item succeeds or fails on its
 /// own; `results` holds, in request order, the HTTP status each would have had alone.
-#[utoipa::path(post, path = "/v1/tasks/status", tag = "tasks", request_body = TaskStatusBatchRequest,
-    responses((status = 200, body = TaskStatusBatchResponse), Problems))]
+#[utoipa::path(post, path = "/v1/tasks/status", operation_id = "set_task_statuses", tag = "tasks", request_body = TaskStatusBatchRequest,
+    responses((status = 200, description = "one result per update, in order", body = TaskStatusBatchResponse), Problems))]
 pub async fn set_status_batch(
     State(state): State<AppState>,
     caller: Caller,

@@ -136,8 +136,8 @@ async fn validate(
 
 /// Subscribe a URL to job and task events. The response holds the signing secret; no
 /// other response does.
-#[utoipa::path(post, path = "/v1/webhooks", tag = "webhooks", request_body = CreateWebhookRequest,
-    responses((status = 200, body = WebhookEnvelope), Problems))]
+#[utoipa::path(post, path = "/v1/webhooks", operation_id = "create_webhook", tag = "webhooks", request_body = CreateWebhookRequest,
+    responses((status = 200, description = "the webhook", body = WebhookEnvelope), Problems))]
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
@@ -151,8 +151,8 @@ pub async fn create(
 }
 
 /// List the webhooks made within the key's scope, oldest first.
-#[utoipa::path(get, path = "/v1/webhooks", tag = "webhooks",
-    responses((status = 200, body = WebhookList), Problems))]
+#[utoipa::path(get, path = "/v1/webhooks", operation_id = "list_webhooks", tag = "webhooks",
+    responses((status = 200, description = "the webhooks", body = WebhookList), Problems))]
 pub async fn list(State(state): State<AppState>, caller: Caller) -> ApiResult<WebhookList> {
     let webhooks = state.store.list_webhooks().await?;
     Ok(Json(WebhookList {
@@ -165,9 +165,9 @@ pub async fn list(State(state): State<AppState>, caller: Caller) -> ApiResult<We
 }
 
 /// Get a webhook.
-#[utoipa::path(get, path = "/v1/webhooks/{id}", tag = "webhooks",
+#[utoipa::path(get, path = "/v1/webhooks/{id}", operation_id = "get_webhook", tag = "webhooks",
     params(("id" = String, Path, description = "webhook id (UUID)")),
-    responses((status = 200, body = WebhookEnvelope), Problems))]
+    responses((status = 200, description = "the webhook", body = WebhookEnvelope), Problems))]
 pub async fn get(
     State(state): State<AppState>,
     caller: Caller,
@@ -180,7 +180,7 @@ pub async fn get(
 }
 
 /// Delete a webhook with its deliveries and their log.
-#[utoipa::path(delete, path = "/v1/webhooks/{id}", tag = "webhooks",
+#[utoipa::path(delete, path = "/v1/webhooks/{id}", operation_id = "delete_webhook", tag = "webhooks",
     params(("id" = String, Path, description = "webhook id (UUID)")),
     responses((status = 204, description = "deleted"), Problems))]
 pub async fn delete(
@@ -195,10 +195,10 @@ pub async fn delete(
 
 /// A webhook's delivery log, newest first: every attempt, and each delivery not attempted
 /// yet.
-#[utoipa::path(get, path = "/v1/webhooks/{id}/deliveries", tag = "webhooks",
+#[utoipa::path(get, path = "/v1/webhooks/{id}/deliveries", operation_id = "list_deliveries", tag = "webhooks",
     params(("id" = String, Path, description = "webhook id (UUID)"),
-        ("size" = Option<u32>, Query, description = "1 to 1000, default 100")),
-    responses((status = 200, body = DeliveryList), Problems))]
+        ("size" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "1 to 1000, default 100")),
+    responses((status = 200, description = "the delivery log, newest first", body = DeliveryList), Problems))]
 pub async fn deliveries(
     State(state): State<AppState>,
     caller: Caller,
@@ -217,7 +217,7 @@ pub async fn deliveries(
 
 /// Replay a delivery: a new attempt now, with the same body and `webhook-id`, whatever
 /// its state. 409 when the webhook is disabled.
-#[utoipa::path(post, path = "/v1/webhooks/{id}/deliveries/{delivery_id}/retry", tag = "webhooks",
+#[utoipa::path(post, path = "/v1/webhooks/{id}/deliveries/{delivery_id}/retry", operation_id = "retry_delivery", tag = "webhooks",
     params(("id" = String, Path, description = "webhook id (UUID)"),
         ("delivery_id" = String, Path, description = "delivery id (UUID)")),
     responses((status = 202, description = "the delivery is due now"), Problems))]

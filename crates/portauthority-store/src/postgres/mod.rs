@@ -15,6 +15,7 @@ mod counts;
 mod keys;
 mod feed;
 mod lists;
+mod liveness;
 mod rows;
 pub(crate) mod seed;
 mod webhooks;
@@ -141,6 +142,10 @@ pub struct PgStore {
     local: watch::Sender<u64>,
     /// Bumped after each commit of this process and each notification of another.
     signal: watch::Sender<u64>,
+    /// Whether the database answers at all; see `liveness.rs`.
+    liveness: liveness::Liveness,
+    /// The liveness loop's own connection.
+    watchdog: PgPool,
 }
 
 pub(crate) use counts::FOLD_COUNTS_SQL;
@@ -334,6 +339,10 @@ impl PgStore {
             .max_connections(1)
             .acquire_timeout(Duration::from_secs(2))
             .connect_lazy_with(connect_options(url)?);
+        let watchdog = pool_options()
+            .max_connections(1)
+            .acquire_timeout(liveness::TIMEOUT)
+            .connect_lazy_with(options.connect_options(url)?);
         let migrated = run_migrations(&migrations).await;
         migrations.close().await;
         migrated?;
@@ -343,6 +352,8 @@ impl PgStore {
             env,
             local: watch::channel(0).0,
             signal: watch::channel(0).0,
+            liveness: liveness::Liveness::new(),
+            watchdog,
         })
     }
 
@@ -350,8 +361,10 @@ impl PgStore {
         &self.pool
     }
 
-    /// A connection of the request pool for one call; see [`Held`].
+    /// A connection of the request pool for one call; see [`Held`]. Refused at once while
+    /// the database is silent (`liveness.rs`).
     async fn conn(&self) -> Result<Held, StoreError> {
+        self.liveness.check()?;
         Ok(Held {
             conn: self.pool.acquire().await.map_err(db_error)?,
             finished: false,
@@ -379,7 +392,17 @@ impl PgStore {
         self.run_tx(f, false).await
     }
 
-    async fn run_tx<T, F>(&self, mut f: F, events: bool) -> Result<T, StoreError>
+    /// Every attempt is bounded by the database answering (`liveness.rs`): an attempt cut
+    /// off there closes its connection, which rolls its transaction back.
+    async fn run_tx<T, F>(&self, f: F, events: bool) -> Result<T, StoreError>
+    where
+        T: Send,
+        F: for<'c> FnMut(&'c mut PgConnection) -> BoxFut<'c, T> + Send,
+    {
+        self.liveness.bound(self.run_tx_attempts(f, events)).await
+    }
+
+    async fn run_tx_attempts<T, F>(&self, mut f: F, events: bool) -> Result<T, StoreError>
     where
         T: Send,
         F: for<'c> FnMut(&'c mut PgConnection) -> BoxFut<'c, T> + Send,
@@ -516,18 +539,26 @@ impl Store for PgStore {
 
     async fn get_job_in(&self, scope: &Scope, id: JobId) -> Result<Job, StoreError> {
         let now = self.env.now();
-        let mut c = self.conn().await?;
-        let row = rows::job(&mut c, id, false, now).await;
-        plan::visible(scope, c.finish(row).map_err(db_error)?, |r| &r.job.namespace)
-            .map(|r| r.job)
-            .ok_or_else(|| StoreError::job_not_found(id))
+        self.liveness
+            .bound(async {
+                let mut c = self.conn().await?;
+                let row = rows::job(&mut c, id, false, now).await;
+                plan::visible(scope, c.finish(row).map_err(db_error)?, |r| &r.job.namespace)
+                    .map(|r| r.job)
+                    .ok_or_else(|| StoreError::job_not_found(id))
+            })
+            .await
     }
 
     async fn list_jobs(&self, filter: JobFilter, paging: Paging) -> Result<Page<Job>, StoreError> {
         let now = self.env.now();
-        let mut c = self.conn().await?;
-        let page = lists::list_jobs(&mut c, &filter, &paging, now).await;
-        c.finish(page).map_err(db_error)
+        self.liveness
+            .bound(async {
+                let mut c = self.conn().await?;
+                let page = lists::list_jobs(&mut c, &filter, &paging, now).await;
+                c.finish(page).map_err(db_error)
+            })
+            .await
     }
 
     async fn run_set_job_status(&self, cmd: SetJobStatus) -> Result<Job, StoreError> {
@@ -548,17 +579,21 @@ impl Store for PgStore {
         job_id: JobId,
         task_id: TaskId,
     ) -> Result<Task, StoreError> {
-        let mut c = self.conn().await?;
-        let task = async {
-            if !visible_job(&mut c, scope, job_id, self.env.now()).await? {
-                return Ok(None);
-            }
-            rows::task(&mut c, task_id).await.map_err(db_error)
-        }
-        .await;
-        c.finish(task)?
-            .filter(|t| t.job_id == job_id)
-            .ok_or_else(|| StoreError::task_not_found(job_id, task_id))
+        self.liveness
+            .bound(async {
+                let mut c = self.conn().await?;
+                let task = async {
+                    if !visible_job(&mut c, scope, job_id, self.env.now()).await? {
+                        return Ok(None);
+                    }
+                    rows::task(&mut c, task_id).await.map_err(db_error)
+                }
+                .await;
+                c.finish(task)?
+                    .filter(|t| t.job_id == job_id)
+                    .ok_or_else(|| StoreError::task_not_found(job_id, task_id))
+            })
+            .await
     }
 
     async fn list_tasks_in(
@@ -568,17 +603,21 @@ impl Store for PgStore {
         filter: TaskFilter,
         paging: Paging,
     ) -> Result<Page<Task>, StoreError> {
-        let mut c = self.conn().await?;
-        let page = async {
-            if !visible_job(&mut c, scope, job_id, self.env.now()).await? {
-                return Err(StoreError::job_not_found(job_id));
-            }
-            lists::list_tasks(&mut c, job_id, &filter, &paging)
-                .await
-                .map_err(db_error)
-        }
-        .await;
-        c.finish(page)
+        self.liveness
+            .bound(async {
+                let mut c = self.conn().await?;
+                let page = async {
+                    if !visible_job(&mut c, scope, job_id, self.env.now()).await? {
+                        return Err(StoreError::job_not_found(job_id));
+                    }
+                    lists::list_tasks(&mut c, job_id, &filter, &paging)
+                        .await
+                        .map_err(db_error)
+                }
+                .await;
+                c.finish(page)
+            })
+            .await
     }
 
     async fn update_tasks(
@@ -600,31 +639,35 @@ impl Store for PgStore {
         after: i64,
         size: u32,
     ) -> Result<Vec<HistoryEvent>, StoreError> {
-        let mut c = self.conn().await?;
-        let events = async {
-            match of {
-                HistoryScope::Job(job_id) => {
-                    if !visible_job(&mut c, scope, job_id, self.env.now()).await? {
-                        return Err(StoreError::job_not_found(job_id));
+        self.liveness
+            .bound(async {
+                let mut c = self.conn().await?;
+                let events = async {
+                    match of {
+                        HistoryScope::Job(job_id) => {
+                            if !visible_job(&mut c, scope, job_id, self.env.now()).await? {
+                                return Err(StoreError::job_not_found(job_id));
+                            }
+                        }
+                        HistoryScope::Task(job_id, task_id) => {
+                            let t = if visible_job(&mut c, scope, job_id, self.env.now()).await? {
+                                rows::task(&mut c, task_id).await.map_err(db_error)?
+                            } else {
+                                None
+                            };
+                            if t.is_none_or(|t| t.job_id != job_id) {
+                                return Err(StoreError::task_not_found(job_id, task_id));
+                            }
+                        }
                     }
+                    lists::history(&mut c, of, after, size)
+                        .await
+                        .map_err(db_error)
                 }
-                HistoryScope::Task(job_id, task_id) => {
-                    let t = if visible_job(&mut c, scope, job_id, self.env.now()).await? {
-                        rows::task(&mut c, task_id).await.map_err(db_error)?
-                    } else {
-                        None
-                    };
-                    if t.is_none_or(|t| t.job_id != job_id) {
-                        return Err(StoreError::task_not_found(job_id, task_id));
-                    }
-                }
-            }
-            lists::history(&mut c, of, after, size)
-                .await
-                .map_err(db_error)
-        }
-        .await;
-        c.finish(events)
+                .await;
+                c.finish(events)
+            })
+            .await
     }
 
     async fn add_note(&self, note: NewNote) -> Result<HistoryEvent, StoreError> {
@@ -670,9 +713,13 @@ impl Store for PgStore {
     }
 
     async fn feed(&self, after: Position, limit: u32) -> Result<Vec<FeedEvent>, StoreError> {
-        let mut c = self.conn().await?;
-        let events = feed::read(&mut c, after, limit).await;
-        c.finish(events).map_err(db_error)
+        self.liveness
+            .bound(async {
+                let mut c = self.conn().await?;
+                let events = feed::read(&mut c, after, limit).await;
+                c.finish(events).map_err(db_error)
+            })
+            .await
     }
 
     async fn feed_head(&self) -> Result<Position, StoreError> {
@@ -708,7 +755,9 @@ impl Store for PgStore {
     }
 
     async fn outbox_backlog(&self) -> Result<u64, StoreError> {
-        feed::backlog(&self.pool).await.map_err(db_error)
+        self.liveness
+            .bound(async { feed::backlog(&self.pool).await.map_err(db_error) })
+            .await
     }
 
     async fn stats(&self) -> Result<crate::Stats, StoreError> {
@@ -726,15 +775,23 @@ impl Store for PgStore {
         now: Timestamp,
         limit: u32,
     ) -> Result<Vec<(JobId, TaskId)>, StoreError> {
-        let mut c = self.conn().await?;
-        let due = lists::due_tasks(&mut c, now, limit).await;
-        c.finish(due).map_err(db_error)
+        self.liveness
+            .bound(async {
+                let mut c = self.conn().await?;
+                let due = lists::due_tasks(&mut c, now, limit).await;
+                c.finish(due).map_err(db_error)
+            })
+            .await
     }
 
     async fn due_jobs(&self, now: Timestamp, limit: u32) -> Result<Vec<JobId>, StoreError> {
-        let mut c = self.conn().await?;
-        let due = lists::due_jobs(&mut c, now, limit).await;
-        c.finish(due).map_err(db_error)
+        self.liveness
+            .bound(async {
+                let mut c = self.conn().await?;
+                let due = lists::due_jobs(&mut c, now, limit).await;
+                c.finish(due).map_err(db_error)
+            })
+            .await
     }
 
     async fn delete_expired_jobs(
@@ -800,17 +857,25 @@ impl Store for PgStore {
     }
 
     async fn list_webhooks(&self) -> Result<Vec<Webhook>, StoreError> {
-        let mut c = self.conn().await?;
-        let list = webhooks::list(&mut c).await;
-        c.finish(list).map_err(db_error)
+        self.liveness
+            .bound(async {
+                let mut c = self.conn().await?;
+                let list = webhooks::list(&mut c).await;
+                c.finish(list).map_err(db_error)
+            })
+            .await
     }
 
     async fn get_webhook(&self, id: uuid::Uuid) -> Result<Webhook, StoreError> {
-        let mut c = self.conn().await?;
-        let found = webhooks::find(&mut c, id).await;
-        c.finish(found)
-            .map_err(db_error)?
-            .ok_or_else(|| crate::webhooks::webhook_not_found(id))
+        self.liveness
+            .bound(async {
+                let mut c = self.conn().await?;
+                let found = webhooks::find(&mut c, id).await;
+                c.finish(found)
+                    .map_err(db_error)?
+                    .ok_or_else(|| crate::webhooks::webhook_not_found(id))
+            })
+            .await
     }
 
     async fn delete_webhook(&self, id: uuid::Uuid) -> Result<(), StoreError> {
@@ -888,23 +953,32 @@ impl Store for PgStore {
                 signal: self.signal.clone(),
                 listener: tokio::sync::Mutex::new(None),
             }),
+            Arc::new(liveness::Watchdog {
+                pool: self.watchdog.clone(),
+                liveness: self.liveness.clone(),
+            }),
         ]
     }
 
     /// A real write: a read-only server (a standby, `default_transaction_read_only`) is
-    /// not ready.
+    /// not ready, nor is a silent one.
     async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO readiness (id, at) VALUES (1, now())
-             ON CONFLICT (id) DO UPDATE SET at = excluded.at",
-        )
-        .execute(&self.pool)
-        .await
-        .map_err(db_error)?;
-        Ok(())
+        self.liveness
+            .bound(async {
+                let mut c = self.conn().await?;
+                let written = sqlx::query(
+                    "INSERT INTO readiness (id, at) VALUES (1, now())
+                     ON CONFLICT (id) DO UPDATE SET at = excluded.at",
+                )
+                .execute(&mut *c)
+                .await;
+                c.finish(written).map(drop).map_err(db_error)
+            })
+            .await
     }
 
     async fn close(&self) {
+        self.watchdog.close().await;
         self.background.close().await;
         self.pool.close().await;
     }

@@ -10,6 +10,7 @@ use super::internal;
 use crate::StoreError;
 use rusqlite::Connection;
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicI64, Ordering};
 use tokio::sync::{mpsc, oneshot, watch};
 
 /// Most requests committed in one transaction. Bounds the latency a request can add to
@@ -31,7 +32,16 @@ enum Message {
 pub(crate) struct Writer {
     queue: mpsc::Sender<Message>,
     committed: watch::Receiver<u64>,
+    /// When a write last failed as unavailable (a full disk, an I/O error), in ms since the
+    /// epoch; `i64::MIN` once a write has committed since. See [`Writer::ping`].
+    failed_at: AtomicI64,
 }
+
+/// How long a failed write keeps readiness false when no write has committed since. The
+/// probe's own write is tiny and may fit where a real one does not (a WAL with room for a
+/// frame or two on a full disk), so the failures of real writes count too; they expire so
+/// that a server nobody writes to (a balancer took it out) is probed afresh, not kept out.
+const FAILED_WRITE_COUNTS_MS: i64 = 5_000;
 
 impl Writer {
     pub(crate) fn start(conn: Connection) -> Result<Writer, StoreError> {
@@ -41,7 +51,11 @@ impl Writer {
             .name("sqlite-writer".into())
             .spawn(move || run(conn, rx, signal))
             .map_err(|e| StoreError::Internal(format!("cannot start the SQLite writer: {e}")))?;
-        Ok(Writer { queue, committed })
+        Ok(Writer {
+            queue,
+            committed,
+            failed_at: AtomicI64::new(i64::MIN),
+        })
     }
 
     /// Bumped after every successful commit: the one writer commits in `seq` order, so a
@@ -82,6 +96,22 @@ impl Writer {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
+        let result = self.submit_unrecorded(f, events).await;
+        match &result {
+            Ok(_) => self.failed_at.store(i64::MIN, Ordering::Relaxed),
+            Err(StoreError::Unavailable(_)) => self
+                .failed_at
+                .store(crate::ratelimit::now_ms(), Ordering::Relaxed),
+            Err(_) => {}
+        }
+        result
+    }
+
+    async fn submit_unrecorded<T, F>(&self, f: F, events: bool) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
         let (tx, rx) = oneshot::channel();
         let write: WriteFn = Box::new(move |conn| {
             let result = conn.and_then(|conn| in_savepoint(conn, f));
@@ -98,17 +128,28 @@ impl Writer {
     }
 
     /// A real write, committed like any other: proves that the database takes writes now
-    /// (not read-only, not out of space for its WAL), for readiness.
+    /// (not read-only, not out of space for its WAL), for readiness. Not ready either while
+    /// the last real write failed as unavailable less than `FAILED_WRITE_COUNTS_MS` ago
+    /// and none has committed since.
     pub(crate) async fn ping(&self) -> Result<(), StoreError> {
-        self.run_without_events(|c| {
-            c.prepare_cached(
-                "INSERT INTO readiness (id, at) VALUES (1, unixepoch('subsec') * 1000) \
+        let failed_at = self.failed_at.load(Ordering::Relaxed);
+        if crate::ratelimit::now_ms().saturating_sub(failed_at) < FAILED_WRITE_COUNTS_MS {
+            return Err(StoreError::Unavailable(
+                "writes are failing (see the log: a full disk or an I/O error)".into(),
+            ));
+        }
+        self.submit_unrecorded(
+            |c| {
+                c.prepare_cached(
+                    "INSERT INTO readiness (id, at) VALUES (1, unixepoch('subsec') * 1000) \
                  ON CONFLICT (id) DO UPDATE SET at = excluded.at",
-            )
-            .and_then(|mut s| s.execute([]))
-            .map(drop)
-            .map_err(internal)
-        })
+                )
+                .and_then(|mut s| s.execute([]))
+                .map(drop)
+                .map_err(internal)
+            },
+            false,
+        )
         .await
     }
 
@@ -196,6 +237,7 @@ fn commit_group(conn: &Connection, group: &mut Vec<WriteFn>) -> bool {
         return false;
     }
     if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+        reclaim_if_full(conn, &e);
         let err = internal(e);
         if let Some(suppressed) = WARNINGS.allow() {
             tracing::error!(error = %err, suppressed, "cannot begin a write transaction");
@@ -208,11 +250,12 @@ fn commit_group(conn: &Connection, group: &mut Vec<WriteFn>) -> bool {
     metrics::histogram!(crate::metrics::SQLITE_GROUP_SIZE).record(group.len() as f64);
     let replies: Vec<Reply> = group.drain(..).map(|w| w(Ok(conn))).collect();
     let outcome = conn.execute_batch("COMMIT").map_err(|e| {
+        let _ = conn.execute_batch("ROLLBACK");
+        reclaim_if_full(conn, &e);
         let err = internal(e);
         if let Some(suppressed) = WARNINGS.allow() {
             tracing::error!(error = %err, suppressed, "group commit failed");
         }
-        let _ = conn.execute_batch("ROLLBACK");
         err
     });
     let committed = outcome.is_ok();
@@ -220,4 +263,26 @@ fn commit_group(conn: &Connection, group: &mut Vec<WriteFn>) -> bool {
         reply(outcome.clone());
     }
     committed
+}
+
+/// After a write failed for want of disk space: copies the WAL into the database file and
+/// truncates it to nothing, when the file system lets it. A WAL grows while the disk fills
+/// and never shrinks on its own, so without this the space it took stays taken after the
+/// disk has room again (freed space goes to the WAL's next attempt, the database file
+/// cannot grow to take the checkpoint, and writes keep failing until the volume grows).
+/// A checkpoint that cannot finish yet changes nothing; the next failure tries again.
+fn reclaim_if_full(conn: &Connection, e: &rusqlite::Error) {
+    let full = matches!(
+        e,
+        rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::DiskFull
+    );
+    if full {
+        let reclaimed = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+            r.get::<_, i64>(0)
+        });
+        tracing::debug!(
+            ?reclaimed,
+            "disk full: checkpointing and truncating the WAL"
+        );
+    }
 }

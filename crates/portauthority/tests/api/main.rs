@@ -5,8 +5,10 @@
 mod browser;
 mod auth;
 mod concurrency;
+mod contract;
 mod crash;
 mod dashboard;
+mod disk;
 mod errors;
 mod healthcheck;
 mod helpers;

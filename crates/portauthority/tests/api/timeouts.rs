@@ -494,17 +494,22 @@ async fn sigterm_with_a_stalled_upload_exits_within_the_shutdown_drain() {
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .expect("serve starts");
+    // Serving (not only listening): then the upload below is accepted before the signal.
     let started = Instant::now();
-    let mut upload = loop {
-        if let Ok(s) = TcpStream::connect(addr).await {
-            break s;
+    loop {
+        if let Ok(mut s) = TcpStream::connect(addr).await
+            && s.write_all(GET_HEALTH).await.is_ok()
+            && read_response(&mut s).await.status == 200
+        {
+            break;
         }
         assert!(
             started.elapsed() < Duration::from_secs(20),
-            "serve did not listen"
+            "serve did not answer"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    }
+    let mut upload = connect(addr).await;
     upload
         .write_all(format!("{}{{\"type\":", post_head("/v1/jobs", 500, "")).as_bytes())
         .await
@@ -534,4 +539,78 @@ async fn sigterm_with_a_stalled_upload_exits_within_the_shutdown_drain() {
         "the forced close is logged; log:\n{log}"
     );
     read_until_closed(&mut upload, BOUND).await;
+}
+
+/// File descriptors the process `pid` holds open.
+fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+/// A flood of idle sockets costs the server at most `--max-connections` file descriptors:
+/// the rest wait unaccepted, a request behind them is served once open ones close.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_idle_connections_holds_no_more_descriptors_than_the_connection_cap() {
+    if !std::path::Path::new("/proc/self/fd").exists() {
+        portauthority_testkit::skip::because("no /proc to count file descriptors");
+        return;
+    }
+    const CAP: usize = 8;
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("cap.db").display());
+    let server = portauthority_testkit::server::Server::start_with(
+        crate::portauthority(),
+        &url,
+        dir.path(),
+        "cap",
+        None,
+        &["--max-connections", "8", "--header-timeout", "60s"],
+    )
+    .await;
+    let pid = server.child.id();
+    let addr: SocketAddr = server.base.trim_start_matches("http://").parse().unwrap();
+    // The start-up health checks' connection closes on its own.
+    let until = Instant::now() + BOUND;
+    let mut baseline = open_fds(pid);
+    while Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        baseline = baseline.min(open_fds(pid));
+    }
+    // Fewer than the listen backlog (128) beyond the cap: past that, the kernel drops the
+    // handshakes and the clients' connects themselves wait.
+    let mut flood = Vec::new();
+    for _ in 0..100 {
+        flood.push(connect(addr).await);
+    }
+    tokio::time::sleep(SHORT).await;
+    let held = open_fds(pid).saturating_sub(baseline);
+    assert!(
+        held <= CAP,
+        "100 idle sockets hold {held} descriptors of the server (cap {CAP})"
+    );
+
+    // A request behind the flood waits for a slot; closing the flood frees them.
+    let waiting = tokio::spawn(async move {
+        let mut stream = connect(addr).await;
+        stream.write_all(GET_HEALTH).await.unwrap();
+        read_response(&mut stream).await.status
+    });
+    tokio::time::sleep(SHORT).await;
+    assert!(
+        !waiting.is_finished(),
+        "a request was served while every slot was held"
+    );
+    drop(flood);
+    let status = tokio::time::timeout(BOUND, waiting)
+        .await
+        .expect("served once the idle sockets closed")
+        .unwrap();
+    assert_eq!(status, 200);
+    let log = server.log_text();
+    assert_eq!(
+        log.matches("at the connection limit").count(),
+        1,
+        "the cap is logged once, not per connection; log:\n{log}"
+    );
 }

@@ -7,6 +7,7 @@
 //! starts the PostgreSQL cluster, which must not happen under another's load.
 
 mod harness;
+mod partition;
 mod restart;
 mod scale_out;
 
