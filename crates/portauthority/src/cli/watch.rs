@@ -157,12 +157,13 @@ pub async fn list(ctx: &Ctx, args: &ListArgs) -> anyhow::Result<Exit> {
     for (k, v) in &meta {
         filter.push((k.as_str(), v.clone()));
     }
-    let filter: Vec<(String, String)> = filter
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v))
-        .collect();
+    let filter: Vec<(String, String)> =
+        filter.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
     let open = move |ctx: &Ctx, from| {
-        let f: Vec<(&str, String)> = filter.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+        let f: Vec<(&str, String)> = filter
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.clone()))
+            .collect();
         ctx.client.watch(&f, from)
     };
     let mut stream = open(ctx, None);
@@ -174,7 +175,10 @@ pub async fn list(ctx: &Ctx, args: &ListArgs) -> anyhow::Result<Exit> {
     let mut jobs: HashMap<JobId, Job> = page.jobs.into_iter().map(|j| (j.id, j)).collect();
     let mut drawn = 0usize;
     let draw = |order: &[JobId], jobs: &HashMap<JobId, Job>, drawn: &mut usize| {
-        let rows: Vec<Job> = order.iter().filter_map(|id| jobs.get(id).cloned()).collect();
+        let rows: Vec<Job> = order
+            .iter()
+            .filter_map(|id| jobs.get(id).cloned())
+            .collect();
         let text = output::jobs_table(&rows).render(output::terminal_width());
         if live {
             let _ = term.clear_last_lines(*drawn);
@@ -184,7 +188,9 @@ pub async fn list(ctx: &Ctx, args: &ListArgs) -> anyhow::Result<Exit> {
     };
     if json {
         for id in &order {
-            output::json(&JobEnvelope { job: jobs[id].clone() })?;
+            output::json(&JobEnvelope {
+                job: jobs[id].clone(),
+            })?;
         }
     } else {
         draw(&order, &jobs, &mut drawn);
@@ -195,7 +201,11 @@ pub async fn list(ctx: &Ctx, args: &ListArgs) -> anyhow::Result<Exit> {
         };
         let job = change.job;
         // The stream's namespace is a prefix; the list's is exact.
-        if query.namespace.as_ref().is_some_and(|ns| *ns != job.namespace) {
+        if query
+            .namespace
+            .as_ref()
+            .is_some_and(|ns| *ns != job.namespace)
+        {
             continue;
         }
         if json {

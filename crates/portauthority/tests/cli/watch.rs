@@ -71,7 +71,11 @@ impl Live {
             if let Some(status) = self.child.try_wait().expect("wait") {
                 return status.code();
             }
-            assert!(Instant::now() < deadline, "still running:\n{}", self.seen.join("\n"));
+            assert!(
+                Instant::now() < deadline,
+                "still running:\n{}",
+                self.seen.join("\n")
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -129,12 +133,24 @@ async fn watching_a_job_prints_each_change_and_exits_0_when_it_completes() {
     streams_open(&env, 1).await;
 
     let t = tasks(&env, job).await;
-    env.client.set_task(job, t[0], Status::InProgress).await.expect("start");
+    env.client
+        .set_task(job, t[0], Status::InProgress)
+        .await
+        .expect("start");
     live.expect(&["in_progress", "0/2 tasks", "1 running"]);
-    env.client.set_task(job, t[0], Status::Completed).await.expect("complete");
+    env.client
+        .set_task(job, t[0], Status::Completed)
+        .await
+        .expect("complete");
     live.expect(&["in_progress", "1/2 tasks (50%)", "1 completed"]);
-    env.client.set_task(job, t[1], Status::InProgress).await.expect("start");
-    env.client.set_task(job, t[1], Status::Completed).await.expect("complete");
+    env.client
+        .set_task(job, t[1], Status::InProgress)
+        .await
+        .expect("start");
+    env.client
+        .set_task(job, t[1], Status::Completed)
+        .await
+        .expect("complete");
     live.expect(&["completed", "2/2 tasks (100%)", "2 completed"]);
     assert_eq!(live.code(), Some(0), "{}", live.seen.join("\n"));
 }
@@ -205,5 +221,8 @@ async fn a_watched_list_prints_a_change_made_while_it_runs() {
         "{}",
         live.seen.join("\n")
     );
-    assert!(live.child.try_wait().expect("wait").is_none(), "runs until stopped");
+    assert!(
+        live.child.try_wait().expect("wait").is_none(),
+        "runs until stopped"
+    );
 }
