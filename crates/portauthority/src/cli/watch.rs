@@ -126,7 +126,7 @@ pub async fn job(ctx: &Ctx, id: JobId) -> anyhow::Result<Exit> {
         };
     }
     if !bar.is_hidden() {
-        bar.finish();
+        bar.finish_and_clear();
         say!("{}", line(&job));
     }
     Ok(outcome(job.status))
