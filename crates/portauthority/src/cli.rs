@@ -7,6 +7,7 @@ mod history;
 mod job;
 mod output;
 mod task;
+mod watch;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};

@@ -3,6 +3,7 @@
 use super::client::{ClientArgs, Ctx, Exit};
 use super::flags::{self, PageArgs};
 use super::output::{self, say};
+use super::watch;
 use clap::{Args, Subcommand};
 use portauthority_client::JobQuery;
 use portauthority_core::api::{CreateJobRequest, CreateTaskRequest, JobEnvelope};
@@ -50,6 +51,7 @@ Examples:
   portauthority job list --namespace com.shipyard.email --status failed
   portauthority job list --meta release_id=123 --meta team=atlas --sort updated_at --order desc
   portauthority job list --size 100 --page 2 --output json
+  portauthority job list --namespace com.shipyard.email --watch
 
 Every filter given must match. DONE is the share of tasks that have ended.")]
     List(ListArgs),
@@ -69,6 +71,19 @@ Examples:
         /// Why, recorded in the job's history.
         #[arg(long)]
         reason: Option<String>,
+    },
+    /// Follow a job live until it ends: a progress bar with counts, rate and ETA on a
+    /// terminal, one line per change otherwise. Exits 0 when the job completes, 8 when it
+    /// fails, 9 when it is cancelled (at once when it has already ended).
+    #[command(after_long_help = "\
+Examples:
+  portauthority job watch 0193a0b2-5c1e-7e44-9d52-0f5c8f5a2f10
+  portauthority job watch 0193a0b2-5c1e-7e44-9d52-0f5c8f5a2f10 && echo released
+  portauthority job watch 0193a0b2-5c1e-7e44-9d52-0f5c8f5a2f10 --output json  # one document per change")]
+    Watch {
+        /// The job's id.
+        #[arg(value_parser = flags::job_id)]
+        job: JobId,
     },
     /// Cancel a job: its pending and running tasks become cancelled.
     Cancel {
@@ -143,6 +158,10 @@ pub struct ListArgs {
     meta: Vec<(String, String)>,
     #[command(flatten)]
     page: PageArgs,
+    /// Keep the table live: redrawn in place on each change on a terminal, one line per
+    /// change otherwise (`--output json`: one document per change). Runs until stopped.
+    #[arg(long)]
+    pub watch: bool,
 }
 
 impl ListArgs {
@@ -168,6 +187,8 @@ pub async fn run(ctx: Ctx, command: JobCommand) -> anyhow::Result<Exit> {
             let job = ctx.client.get_job(job).await?;
             show(&ctx, JobEnvelope { job })?;
         }
+        JobCommand::Watch { job } => return watch::job(&ctx, job).await,
+        JobCommand::List(args) if args.watch => return watch::list(&ctx, &args).await,
         JobCommand::List(args) => {
             let page = ctx.client.list_jobs(&args.query()).await?;
             output::emit(&ctx, &page, || {

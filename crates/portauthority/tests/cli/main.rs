@@ -10,3 +10,4 @@ mod history;
 mod jobs;
 mod tasks;
 mod unavailable;
+mod watch;
