@@ -128,8 +128,9 @@ fn build(engine: &Engine, rootfs: &str) {
     );
 }
 
-/// Web alone, as `docker run` would start it: the SQLite default on its volume, 8080
-/// published on loopback.
+/// Web alone, as `docker run` would start it for a local demo: the SQLite default on its
+/// volume, 8080 published on loopback, and no API key (so `--insecure-no-auth`, by its
+/// environment variable: inside the container it listens on every interface).
 async fn web_on_sqlite(engine: &Engine) {
     let port = free_port();
     let name = "pa-web-sqlite";
@@ -143,6 +144,8 @@ async fn web_on_sqlite(engine: &Engine) {
         &publish,
         "-v",
         "pa-data:/data",
+        "-e",
+        "PORTAUTHORITY_INSECURE_NO_AUTH=true",
     ];
     args.extend(RUN_FLAGS);
     let image = engine.web_image();
