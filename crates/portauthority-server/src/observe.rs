@@ -105,7 +105,9 @@ pub(crate) async fn observe(req: Request, next: Next) -> Response {
             )
         };
     }
-    if status.is_server_error() {
+    // A 503 is the store being unavailable (a full disk, a lost database): that is logged
+    // where it happens, rate-limited; a line per refused request would drown it.
+    if status.is_server_error() && status != axum::http::StatusCode::SERVICE_UNAVAILABLE {
         line!(warn, "request failed");
     } else {
         line!(debug, "request");
