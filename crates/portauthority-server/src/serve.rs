@@ -372,14 +372,18 @@ impl TimedIo {
 /// The 408 sent when a head stalls part-way: written by us, because hyper has no request to
 /// answer yet.
 fn header_timeout_response() -> Vec<u8> {
-    let problem = ApiError::RequestTimeout(
+    // No request to take an id from: a new one, as `observe.rs` makes.
+    let id = crate::observe::new_request_id();
+    let id = id.to_str().unwrap_or_default();
+    let mut problem = ApiError::RequestTimeout(
         "the request head did not arrive within the header timeout".into(),
     )
     .problem();
+    problem.request_id = Some(id.to_owned());
     let body = serde_json::to_vec(&problem).unwrap_or_default();
     let mut out = format!(
         "HTTP/1.1 408 Request Timeout\r\ncontent-type: application/problem+json\r\n\
-         content-length: {}\r\nconnection: close\r\n\r\n",
+         x-request-id: {id}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
         body.len()
     )
     .into_bytes();

@@ -59,6 +59,13 @@ fn assert_problem(wire: &Wire, status: u16, slug: &str) {
         wire.body
     );
     assert!(wire.body["detail"].is_string(), "body: {}", wire.body);
+    // Even the 408 the connection writes itself, with no request to answer, has an id.
+    let id = wire.body["request_id"].as_str().expect("a request_id");
+    assert!(
+        wire.headers.contains(&format!("x-request-id: {id}")),
+        "the header and the body name the same id: {}",
+        wire.headers
+    );
 }
 
 /// Reads until the server closes the connection (or resets it), failing after `within`.
