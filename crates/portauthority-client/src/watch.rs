@@ -172,7 +172,6 @@ impl Watch {
         }
         None
     }
-
 }
 
 /// Opens the stream at `path`, after `last` when there is one (the first connection's

@@ -441,8 +441,17 @@ mod tests {
         let s = scope(&["com.a.*", "org.x", "z\u{10FFFF}*"]);
         let ranges = s.ranges().unwrap();
         for ns in [
-            "com.a.", "com.a.b", "com.a/", "com.a", "com.b", "org.x", "org.xy", "z", "z\u{10FFFF}",
-            "z\u{10FFFF}q", "zz",
+            "com.a.",
+            "com.a.b",
+            "com.a/",
+            "com.a",
+            "com.b",
+            "org.x",
+            "org.xy",
+            "z",
+            "z\u{10FFFF}",
+            "z\u{10FFFF}q",
+            "zz",
         ] {
             assert_eq!(
                 ranges.iter().any(|r| r.contains(ns)),
@@ -480,7 +489,14 @@ mod tests {
         let other = Token::from_random(&[8; TOKEN_RANDOM_BYTES]);
         assert!(!parsed.verifies(&other.secret_hash()));
         assert!(!format!("{parsed:?}").contains(&shown[20..]));
-        for bad in ["", "pa_", "pa_x_y", &shown[1..], &shown.to_uppercase(), &format!("{shown}0")] {
+        for bad in [
+            "",
+            "pa_",
+            "pa_x_y",
+            &shown[1..],
+            &shown.to_uppercase(),
+            &format!("{shown}0"),
+        ] {
             assert_eq!(Token::parse(bad), None, "{bad:?}");
         }
     }

@@ -506,8 +506,8 @@ pub fn add_tasks(
     stored: &HashMap<TaskId, Task>,
     now: Timestamp,
 ) -> Result<(Plan, Vec<Task>), Refusal> {
-    let head = visible(scope, job, |h| &h.namespace)
-        .ok_or_else(|| Refusal::job_not_found(cmd.job_id))?;
+    let head =
+        visible(scope, job, |h| &h.namespace).ok_or_else(|| Refusal::job_not_found(cmd.job_id))?;
     let namespaces: Vec<&str> = cmd.tasks.iter().map(|t| t.namespace.as_str()).collect();
     may_create_in(scope, &namespaces)?;
     let mut plan = Plan::new(now);
@@ -660,8 +660,8 @@ pub fn add_note(
     task: Option<&Task>,
     now: Timestamp,
 ) -> Result<Plan, Refusal> {
-    let head = visible(scope, job, |h| &h.namespace)
-        .ok_or_else(|| Refusal::job_not_found(note.job_id))?;
+    let head =
+        visible(scope, job, |h| &h.namespace).ok_or_else(|| Refusal::job_not_found(note.job_id))?;
     if let Some(task_id) = note.task_id
         && task.is_none_or(|t| t.job_id != note.job_id || t.id != task_id)
     {

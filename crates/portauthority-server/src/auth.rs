@@ -383,7 +383,11 @@ fn secure_suffix(headers: &HeaderMap) -> &'static str {
     let https = headers
         .get("x-forwarded-proto")
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|p| p.split(',').next().is_some_and(|p| p.trim().eq_ignore_ascii_case("https")));
+        .is_some_and(|p| {
+            p.split(',')
+                .next()
+                .is_some_and(|p| p.trim().eq_ignore_ascii_case("https"))
+        });
     if https { "; Secure" } else { "" }
 }
 
@@ -394,7 +398,10 @@ mod tests {
     #[test]
     fn webhooks_are_admin_reads_are_gets_and_the_rest_writes() {
         assert_eq!(action(&Method::GET, "/v1/webhooks"), Action::Admin);
-        assert_eq!(action(&Method::GET, "/v1/webhooks/x/deliveries"), Action::Admin);
+        assert_eq!(
+            action(&Method::GET, "/v1/webhooks/x/deliveries"),
+            Action::Admin
+        );
         assert_eq!(action(&Method::GET, "/v1/jobs"), Action::Read);
         assert_eq!(action(&Method::POST, "/v1/jobs/x/history"), Action::Write);
         assert_eq!(action(&Method::GET, "/v1/webhooksx"), Action::Read);
@@ -410,7 +417,10 @@ mod tests {
     #[test]
     fn the_session_cookie_is_found_among_others() {
         let mut h = HeaderMap::new();
-        h.insert(header::COOKIE, "a=1; pa_session=pa_x_y; b=2".parse().unwrap());
+        h.insert(
+            header::COOKIE,
+            "a=1; pa_session=pa_x_y; b=2".parse().unwrap(),
+        );
         assert_eq!(session_cookie(&h).as_deref(), Some("pa_x_y"));
     }
 

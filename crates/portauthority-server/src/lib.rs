@@ -15,8 +15,8 @@ mod observe;
 mod openapi;
 mod routes;
 mod serve;
-mod watch;
 pub mod supervisor;
+mod watch;
 
 use anyhow::Context;
 use axum::Router;
@@ -222,7 +222,10 @@ impl App {
             .background()
             .into_iter()
             .chain(self.worker.iter().cloned())
-            .chain([stats, self.hub.clone() as Arc<dyn portauthority_store::Loop>])
+            .chain([
+                stats,
+                self.hub.clone() as Arc<dyn portauthority_store::Loop>,
+            ])
         {
             loops.spawn(l);
         }

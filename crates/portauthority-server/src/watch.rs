@@ -69,11 +69,12 @@ pub(crate) struct Change {
 
 impl Change {
     fn new(position: Position, job: Job, event: HistoryEvent) -> Change {
-        let meta = serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(job.meta.get())
-            .unwrap_or_default()
-            .iter()
-            .filter_map(|(k, v)| Some((k.clone(), meta_index_value(v)?)))
-            .collect();
+        let meta =
+            serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(job.meta.get())
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|(k, v)| Some((k.clone(), meta_index_value(v)?)))
+                .collect();
         let change = WatchChange { job, event };
         let data = serde_json::to_string(&change).unwrap_or_else(|_| "{}".into());
         let frame = Bytes::from(format!("event: change\nid: {position}\ndata: {data}\n\n"));
@@ -101,16 +102,16 @@ impl Scope {
             Scope::Jobs(f) => {
                 f.scope.allows(&c.job.namespace)
                     && f.namespace
-                    .as_deref()
-                    .is_none_or(|p| namespace_within(p, &c.job.namespace))
+                        .as_deref()
+                        .is_none_or(|p| namespace_within(p, &c.job.namespace))
                     && f.job_type.as_deref().is_none_or(|t| t == c.job.job_type)
                     && f.correlation_id
                         .as_deref()
                         .is_none_or(|id| c.job.correlation_id.as_deref() == Some(id))
                     && (f.statuses.is_empty() || f.statuses.contains(&c.job.status))
-                    && f.meta.iter().all(|(key, values)| {
-                        c.meta.get(key).is_some_and(|v| values.contains(v))
-                    })
+                    && f.meta
+                        .iter()
+                        .all(|(key, values)| c.meta.get(key).is_some_and(|v| values.contains(v)))
             }
         }
     }
@@ -158,8 +159,10 @@ impl Hub {
         self: &Arc<Self>,
         scope: Scope,
         from: Option<Position>,
-    ) -> Result<impl Stream<Item = Result<Bytes, std::convert::Infallible>> + Send + 'static, ApiError>
-    {
+    ) -> Result<
+        impl Stream<Item = Result<Bytes, std::convert::Infallible>> + Send + 'static,
+        ApiError,
+    > {
         let permit = self.permits.clone().try_acquire_owned().map_err(|_| {
             ApiError::Unavailable(format!(
                 "this server has {} watch streams open, as many as it may (--sse-max-streams); \
@@ -343,7 +346,10 @@ impl Watching {
             match self.phase {
                 Phase::Hello => {
                     self.phase = Phase::Replay;
-                    return Some(Bytes::from(format!("retry: {RETRY_MS}\nid: {}\n\n", self.last)));
+                    return Some(Bytes::from(format!(
+                        "retry: {RETRY_MS}\nid: {}\n\n",
+                        self.last
+                    )));
                 }
                 Phase::Replay => match self.replay().await {
                     Ok(()) => {}
@@ -400,7 +406,9 @@ impl Watching {
 
     fn resync(&mut self) -> Option<Bytes> {
         self.phase = Phase::Done;
-        Some(Bytes::from(format!("event: resync\ndata: {}\n\n", self.last)))
+        Some(Bytes::from(format!(
+            "event: resync\ndata: {}\n\n",
+            self.last
+        )))
     }
 }
-

@@ -9,8 +9,8 @@
 pub mod background;
 mod error;
 pub mod feed;
-pub mod metrics;
 pub mod keys;
+pub mod metrics;
 pub mod once;
 pub mod postgres;
 mod query;

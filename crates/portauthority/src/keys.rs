@@ -72,7 +72,12 @@ pub async fn run(cmd: KeysCommand) -> anyhow::Result<u8> {
 async fn open(db: &crate::cli::DatabaseArgs) -> anyhow::Result<Arc<dyn Store>> {
     portauthority_store::open(&db.database_url)
         .await
-        .with_context(|| format!("opening the store at {}", crate::cli::redact(&db.database_url)))
+        .with_context(|| {
+            format!(
+                "opening the store at {}",
+                crate::cli::redact(&db.database_url)
+            )
+        })
 }
 
 fn now() -> Timestamp {
@@ -91,7 +96,9 @@ async fn create(a: CreateArgs) -> anyhow::Result<u8> {
     let created_at = now();
     let expires_at = match a.expires.as_deref().map(parse_age).transpose() {
         Ok(d) => d.map(|d| {
-            Timestamp::from_millis(created_at.as_millis() + d.as_millis().min(i64::MAX as u128) as i64)
+            Timestamp::from_millis(
+                created_at.as_millis() + d.as_millis().min(i64::MAX as u128) as i64,
+            )
         }),
         Err(e) => return refuse(&format!("--expires: {e}")),
     };
@@ -160,7 +167,10 @@ fn refuse(message: &str) -> anyhow::Result<u8> {
 }
 
 fn time(t: Option<Timestamp>) -> String {
-    t.map_or_else(|| "-".into(), |t| t.to_datetime().format("%Y-%m-%dT%H:%M:%SZ").to_string())
+    t.map_or_else(
+        || "-".into(),
+        |t| t.to_datetime().format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+    )
 }
 
 async fn list(a: ListArgs) -> anyhow::Result<u8> {

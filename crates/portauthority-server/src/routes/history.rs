@@ -21,7 +21,8 @@ async fn read(
     // One extra row tells whether there is more to read.
     let mut events = state
         .store
-        .history_in(&caller.scope, of, after, size + 1).await?;
+        .history_in(&caller.scope, of, after, size + 1)
+        .await?;
     let more = events.len() > size as usize;
     events.truncate(size as usize);
     let next_after = if more {

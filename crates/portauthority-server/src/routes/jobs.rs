@@ -1,12 +1,12 @@
 use super::{ApiResult, Problems, page_info};
 use crate::AppState;
-use crate::error::ApiError;
-use portauthority_core::Limits;
 use crate::auth::Caller;
+use crate::error::ApiError;
 use crate::extract::{ApiJson, Keyed, Query, job_id};
 use axum::Json;
 use axum::extract::{Path, RawQuery, State};
 use portauthority_core::Command;
+use portauthority_core::Limits;
 use portauthority_core::api::{
     CreateJobRequest, JobEnvelope, JobPage, SetJobStatusRequest, SortField, SortOrder,
 };

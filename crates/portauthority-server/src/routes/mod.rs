@@ -4,9 +4,9 @@
 //! methods with its scope.
 
 pub mod health;
-pub mod session;
 pub mod history;
 pub mod jobs;
+pub mod session;
 pub mod tasks;
 pub mod watch;
 pub mod webhooks;

@@ -42,7 +42,14 @@ async fn add_tasks(
     job_id: JobId,
     tasks: Vec<NewTask>,
 ) -> Result<Vec<Task>, ApiError> {
-    match super::run(state, caller, once, Command::AddTasks(AddTasks { job_id, tasks })).await? {
+    match super::run(
+        state,
+        caller,
+        once,
+        Command::AddTasks(AddTasks { job_id, tasks }),
+    )
+    .await?
+    {
         Answer::Tasks(tasks) => Ok(tasks),
         other => Err(super::unexpected(other)),
     }
@@ -121,7 +128,8 @@ pub async fn list(
     q.finish("namespace, type, status, page, size, sort, order, after")?;
     let page = state
         .store
-        .list_tasks_in(&caller.scope, id, filter, paging.clone()).await?;
+        .list_tasks_in(&caller.scope, id, filter, paging.clone())
+        .await?;
     Ok(Json(TaskPage {
         info: page_info(&page, &paging, |x| Cursor {
             value: SortValue::of_task(paging.sort, x),

@@ -105,7 +105,10 @@ async fn stream(
     let events = state.hub.open(scope, from).await?;
     let mut res = Response::new(Body::from_stream(events));
     let h = res.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     // Proxies that buffer responses (nginx) would hold the events back.
     h.insert("x-accel-buffering", HeaderValue::from_static("no"));

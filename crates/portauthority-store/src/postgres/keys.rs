@@ -11,8 +11,7 @@ const KEY_COLUMNS: &str =
     "id, name, role, scope, secret_hash, created_at, expires_at, revoked_at, last_used_at";
 
 fn opt_time(r: &PgRow, i: usize) -> Result<Option<Timestamp>, sqlx::Error> {
-    Ok(r
-        .try_get::<Option<DateTime<Utc>>, _>(i)?
+    Ok(r.try_get::<Option<DateTime<Utc>>, _>(i)?
         .map(|t| Timestamp::from_datetime(&t)))
 }
 
@@ -101,7 +100,11 @@ pub(crate) async fn revoke(
     .transpose()
 }
 
-pub(crate) async fn touch(c: &mut PgConnection, id: &str, at: Timestamp) -> Result<(), sqlx::Error> {
+pub(crate) async fn touch(
+    c: &mut PgConnection,
+    id: &str,
+    at: Timestamp,
+) -> Result<(), sqlx::Error> {
     sqlx::query(
         "UPDATE api_keys SET last_used_at = $2 WHERE id = $1
          AND (last_used_at IS NULL OR last_used_at < $2)",

@@ -12,8 +12,8 @@
 //! statement running on a connection the pool still counts.
 
 mod counts;
-mod keys;
 mod feed;
+mod keys;
 mod lists;
 mod liveness;
 mod rows;
@@ -543,9 +543,11 @@ impl Store for PgStore {
             .bound(async {
                 let mut c = self.conn().await?;
                 let row = rows::job(&mut c, id, false, now).await;
-                plan::visible(scope, c.finish(row).map_err(db_error)?, |r| &r.job.namespace)
-                    .map(|r| r.job)
-                    .ok_or_else(|| StoreError::job_not_found(id))
+                plan::visible(scope, c.finish(row).map_err(db_error)?, |r| {
+                    &r.job.namespace
+                })
+                .map(|r| r.job)
+                .ok_or_else(|| StoreError::job_not_found(id))
             })
             .await
     }

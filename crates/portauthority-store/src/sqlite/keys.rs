@@ -88,12 +88,10 @@ pub(crate) fn any(c: &Connection) -> Result<bool, StoreError> {
 }
 
 pub(crate) fn revoke(c: &Connection, id: &str, at: Timestamp) -> Result<StoredKey, StoreError> {
-    c.prepare_cached(
-        "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, ?2) WHERE id = ?1",
-    )
-    .map_err(internal)?
-    .execute(params![id, at.as_millis()])
-    .map_err(internal)?;
+    c.prepare_cached("UPDATE api_keys SET revoked_at = COALESCE(revoked_at, ?2) WHERE id = ?1")
+        .map_err(internal)?
+        .execute(params![id, at.as_millis()])
+        .map_err(internal)?;
     find(c, id)?.ok_or_else(|| key_not_found(id))
 }
 

@@ -168,7 +168,10 @@ mod tests {
         let unknown = recorded.last().unwrap() + 1;
         recorded.push(unknown);
         let err = pending(&recorded).unwrap_err();
-        assert!(err.to_string().contains(&format!("migration {unknown}")), "{err}");
+        assert!(
+            err.to_string().contains(&format!("migration {unknown}")),
+            "{err}"
+        );
     }
 
     #[test]

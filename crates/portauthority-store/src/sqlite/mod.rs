@@ -20,13 +20,13 @@ mod writer;
 
 use crate::background::Loop;
 use crate::feed::{FeedEvent, OutboxItem, Position};
+use crate::once::Answer;
 use crate::once::{Once, Ran};
 use crate::query::{HistoryScope, JobFilter, Page, Paging, TaskFilter};
 use crate::webhooks::{AttemptEntry, AttemptRecord, Delivery, NewDelivery, NewWebhook, Webhook};
 use crate::{Created, NewNote, Store, StoreError, TaskUpdate};
 use async_trait::async_trait;
 use portauthority_core::api::{HistoryEvent, Job, NewJob, Task};
-use crate::once::Answer;
 use portauthority_core::plan;
 use portauthority_core::{
     AddTasks, Command, Env, JobId, Scope, SetJobStatus, Status, TaskId, Timestamp,

@@ -138,7 +138,9 @@ pub(crate) fn apply(
             created: false,
         },
         Command::AddTasks(cmd) => Answer::Tasks(add_tasks(c, scope, cmd, now)?),
-        Command::UpdateTasks(updates) => once::updates_answer(update_tasks(c, scope, updates, now)?),
+        Command::UpdateTasks(updates) => {
+            once::updates_answer(update_tasks(c, scope, updates, now)?)
+        }
         Command::AddNote(note) => Answer::Note(add_note(c, scope, note, now)?),
     })
 }

@@ -582,7 +582,11 @@ async fn the_feed_head_is_past_every_event_so_far_and_before_every_later_one(
         }
         create_with_tasks(&store, job_req(), 0).await;
     }
-    assert_eq!(all.len(), 5, "three events of the first job, two of the second");
+    assert_eq!(
+        all.len(),
+        5,
+        "three events of the first job, two of the second"
+    );
     assert!(all.iter().any(|e| e.event.job_id == before.id));
     assert!(
         all.iter()

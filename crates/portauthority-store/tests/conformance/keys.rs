@@ -46,16 +46,42 @@ async fn a_key_is_stored_found_by_id_revoked_and_touched(store: Arc<dyn Store>) 
         .collect();
     assert_eq!(ids.len(), 2);
     // Touching never moves last_used_at back.
-    store.touch_key(t1.key_id(), Timestamp::from_millis(5_000)).await.unwrap();
-    store.touch_key(t1.key_id(), Timestamp::from_millis(4_000)).await.unwrap();
+    store
+        .touch_key(t1.key_id(), Timestamp::from_millis(5_000))
+        .await
+        .unwrap();
+    store
+        .touch_key(t1.key_id(), Timestamp::from_millis(4_000))
+        .await
+        .unwrap();
     let touched = store.find_key(t1.key_id()).await.unwrap().unwrap();
-    assert_eq!(touched.record.last_used_at, Some(Timestamp::from_millis(5_000)));
+    assert_eq!(
+        touched.record.last_used_at,
+        Some(Timestamp::from_millis(5_000))
+    );
     // A revoked key keeps its row and its first revocation time; the database still has keys.
-    let revoked = store.revoke_key(t1.key_id(), Timestamp::from_millis(6_000)).await.unwrap();
-    assert_eq!(revoked.record.revoked_at, Some(Timestamp::from_millis(6_000)));
-    let again = store.revoke_key(t1.key_id(), Timestamp::from_millis(7_000)).await.unwrap();
+    let revoked = store
+        .revoke_key(t1.key_id(), Timestamp::from_millis(6_000))
+        .await
+        .unwrap();
+    assert_eq!(
+        revoked.record.revoked_at,
+        Some(Timestamp::from_millis(6_000))
+    );
+    let again = store
+        .revoke_key(t1.key_id(), Timestamp::from_millis(7_000))
+        .await
+        .unwrap();
     assert_eq!(again.record.revoked_at, Some(Timestamp::from_millis(6_000)));
-    assert_err!(store.revoke_key("0000000000000000", Timestamp::from_millis(1)).await, NotFound);
-    store.revoke_key(t2.key_id(), Timestamp::from_millis(6_000)).await.unwrap();
+    assert_err!(
+        store
+            .revoke_key("0000000000000000", Timestamp::from_millis(1))
+            .await,
+        NotFound
+    );
+    store
+        .revoke_key(t2.key_id(), Timestamp::from_millis(6_000))
+        .await
+        .unwrap();
     assert!(store.has_keys().await.unwrap());
 }

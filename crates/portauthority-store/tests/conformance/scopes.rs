@@ -7,9 +7,7 @@ use portauthority_core::validate::meta_filter_values;
 use portauthority_core::{
     AddTasks, Command, JobId, NewNote, Refusal, Scope, SetJobStatus, Status, TaskId, TaskUpdate,
 };
-use portauthority_store::{
-    Answer, HistoryScope, JobFilter, Once, Paging, Ran, Store, TaskFilter,
-};
+use portauthority_store::{Answer, HistoryScope, JobFilter, Once, Paging, Ran, Store, TaskFilter};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
@@ -25,7 +23,11 @@ fn scope() -> Scope {
 }
 
 /// A job of `namespace` with one task; its id and its task's.
-async fn job_in(store: &Arc<dyn Store>, namespace: &str, meta: serde_json::Value) -> (JobId, TaskId) {
+async fn job_in(
+    store: &Arc<dyn Store>,
+    namespace: &str,
+    meta: serde_json::Value,
+) -> (JobId, TaskId) {
     let task = task_req();
     let task_id = task.id.unwrap();
     let job = create(
@@ -61,8 +63,17 @@ async fn a_job_outside_the_scope_is_missing_to_every_read(store: Arc<dyn Store>)
             .await,
         NotFound
     );
-    assert!(!store.history_in(&s, HistoryScope::Job(a), 0, 10).await.unwrap().is_empty());
-    assert_err!(store.history_in(&s, HistoryScope::Job(b), 0, 10).await, NotFound);
+    assert!(
+        !store
+            .history_in(&s, HistoryScope::Job(a), 0, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_err!(
+        store.history_in(&s, HistoryScope::Job(b), 0, 10).await,
+        NotFound
+    );
     assert_err!(
         store.history_in(&s, HistoryScope::Task(b, tb), 0, 10).await,
         NotFound
@@ -113,8 +124,18 @@ async fn a_job_outside_the_scope_is_missing_to_every_command(store: Arc<dyn Stor
     }
     // Nothing happened to the job outside.
     let b_now = store.get_job(b).await.unwrap();
-    assert_eq!((b_now.status, b_now.tasks.in_progress), (Status::Pending, 0));
-    assert_eq!(store.history(HistoryScope::Job(b), 0, 100).await.unwrap().len(), 2);
+    assert_eq!(
+        (b_now.status, b_now.tasks.in_progress),
+        (Status::Pending, 0)
+    );
+    assert_eq!(
+        store
+            .history(HistoryScope::Job(b), 0, 100)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
 }
 
 async fn lists_and_their_totals_leave_out_jobs_outside_the_scope(store: Arc<dyn Store>) {
@@ -171,7 +192,10 @@ async fn creating_outside_the_scope_is_forbidden(store: Arc<dyn Store>) {
         ..job_req()
     });
     let id = outside.id;
-    assert_err!(store.run_in(&s, Command::CreateJob(outside)).await, Forbidden);
+    assert_err!(
+        store.run_in(&s, Command::CreateJob(outside)).await,
+        Forbidden
+    );
     assert_err!(store.get_job(id).await, NotFound);
     // A task of an outside namespace under a job inside is refused too.
     let mut task = task_req();
@@ -200,6 +224,12 @@ async fn creating_outside_the_scope_is_forbidden(store: Arc<dyn Store>) {
         fingerprint: "f".into(),
         keep_answer: true,
     };
-    let ran = store.run_once_in(&s, once, Command::CreateJob(ok)).await.unwrap();
-    assert!(matches!(ran, Ran::Applied(Answer::Job { created: true, .. })));
+    let ran = store
+        .run_once_in(&s, once, Command::CreateJob(ok))
+        .await
+        .unwrap();
+    assert!(matches!(
+        ran,
+        Ran::Applied(Answer::Job { created: true, .. })
+    ));
 }

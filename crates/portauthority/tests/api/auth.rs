@@ -15,7 +15,14 @@ use std::time::{Duration, Instant};
 /// Creates a key with the real `portauthority keys create` and returns its token.
 fn keys_create(database_url: &str, role: &str, namespaces: &[&str]) -> String {
     let mut cmd = Command::new(portauthority());
-    cmd.args(["keys", "create", "--role", role, "--database-url", database_url]);
+    cmd.args([
+        "keys",
+        "create",
+        "--role",
+        role,
+        "--database-url",
+        database_url,
+    ]);
     for ns in namespaces {
         cmd.args(["--namespace", ns]);
     }
@@ -195,7 +202,14 @@ async fn fixture(app: &TestApp, root: &str, namespace: &str) -> (String, String)
     .await;
     assert_eq!(status, 200, "{body}");
     let job = body["job"]["id"].as_str().unwrap().to_owned();
-    let (_, tasks, _) = call(app, Some(root), Method::GET, &format!("/v1/jobs/{job}/tasks"), None).await;
+    let (_, tasks, _) = call(
+        app,
+        Some(root),
+        Method::GET,
+        &format!("/v1/jobs/{job}/tasks"),
+        None,
+    )
+    .await;
     (job, tasks["tasks"][0]["id"].as_str().unwrap().to_owned())
 }
 
@@ -235,27 +249,99 @@ async fn every_route_answers_every_kind_of_caller_as_its_key_allows() {
             let fresh = || uuid::Uuid::now_v7().to_string();
             let task_body = json!({"type": "step", "namespace": format!("{namespace}.tasks")});
             let routes: Vec<(Kind, Method, String, Option<Value>, u16)> = vec![
-                (Kind::Create, Method::POST, "/v1/jobs".into(),
-                    Some(json!({"type": "build", "namespace": format!("{namespace}.new")})), 200),
-                (Kind::Read, Method::GET, format!("/v1/jobs/{job}"), None, 200),
-                (Kind::Read, Method::GET, format!("/v1/jobs/{job}/tasks"), None, 200),
-                (Kind::Read, Method::GET, format!("/v1/jobs/{job}/tasks/{task}"), None, 200),
-                (Kind::Read, Method::GET, format!("/v1/jobs/{job}/history"), None, 200),
-                (Kind::Read, Method::GET, format!("/v1/jobs/{job}/tasks/{task}/history"), None, 200),
-                (Kind::Write, Method::POST, format!("/v1/jobs/{job}/tasks"),
-                    Some(json!({"id": fresh(), "type": "step", "namespace": format!("{namespace}.tasks")})), 200),
-                (Kind::Write, Method::POST, format!("/v1/jobs/{job}/tasks/batch"),
-                    Some(json!({"tasks": [task_body]})), 200),
-                (Kind::Write, Method::PUT, format!("/v1/jobs/{job}/tasks/{task}/status"),
-                    Some(json!({"status": "in_progress"})), 200),
-                (Kind::Write, Method::POST, format!("/v1/jobs/{job}/tasks/{task}/heartbeat"),
-                    Some(json!({"message": "alive"})), 200),
-                (Kind::Write, Method::POST, format!("/v1/jobs/{job}/history"),
-                    Some(json!({"message": "a note"})), 200),
-                (Kind::Write, Method::POST, format!("/v1/jobs/{job}/tasks/{task}/history"),
-                    Some(json!({"message": "a note"})), 200),
-                (Kind::Write, Method::PUT, format!("/v1/jobs/{job}/status"),
-                    Some(json!({"status": "cancelled"})), 200),
+                (
+                    Kind::Create,
+                    Method::POST,
+                    "/v1/jobs".into(),
+                    Some(json!({"type": "build", "namespace": format!("{namespace}.new")})),
+                    200,
+                ),
+                (
+                    Kind::Read,
+                    Method::GET,
+                    format!("/v1/jobs/{job}"),
+                    None,
+                    200,
+                ),
+                (
+                    Kind::Read,
+                    Method::GET,
+                    format!("/v1/jobs/{job}/tasks"),
+                    None,
+                    200,
+                ),
+                (
+                    Kind::Read,
+                    Method::GET,
+                    format!("/v1/jobs/{job}/tasks/{task}"),
+                    None,
+                    200,
+                ),
+                (
+                    Kind::Read,
+                    Method::GET,
+                    format!("/v1/jobs/{job}/history"),
+                    None,
+                    200,
+                ),
+                (
+                    Kind::Read,
+                    Method::GET,
+                    format!("/v1/jobs/{job}/tasks/{task}/history"),
+                    None,
+                    200,
+                ),
+                (
+                    Kind::Write,
+                    Method::POST,
+                    format!("/v1/jobs/{job}/tasks"),
+                    Some(
+                        json!({"id": fresh(), "type": "step", "namespace": format!("{namespace}.tasks")}),
+                    ),
+                    200,
+                ),
+                (
+                    Kind::Write,
+                    Method::POST,
+                    format!("/v1/jobs/{job}/tasks/batch"),
+                    Some(json!({"tasks": [task_body]})),
+                    200,
+                ),
+                (
+                    Kind::Write,
+                    Method::PUT,
+                    format!("/v1/jobs/{job}/tasks/{task}/status"),
+                    Some(json!({"status": "in_progress"})),
+                    200,
+                ),
+                (
+                    Kind::Write,
+                    Method::POST,
+                    format!("/v1/jobs/{job}/tasks/{task}/heartbeat"),
+                    Some(json!({"message": "alive"})),
+                    200,
+                ),
+                (
+                    Kind::Write,
+                    Method::POST,
+                    format!("/v1/jobs/{job}/history"),
+                    Some(json!({"message": "a note"})),
+                    200,
+                ),
+                (
+                    Kind::Write,
+                    Method::POST,
+                    format!("/v1/jobs/{job}/tasks/{task}/history"),
+                    Some(json!({"message": "a note"})),
+                    200,
+                ),
+                (
+                    Kind::Write,
+                    Method::PUT,
+                    format!("/v1/jobs/{job}/status"),
+                    Some(json!({"status": "cancelled"})),
+                    200,
+                ),
             ];
             for (kind, method, path, body, ok) in routes {
                 let (status, got, headers) =
@@ -267,7 +353,10 @@ async fn every_route_answers_every_kind_of_caller_as_its_key_allows() {
                     (Some(_), _) if !who.sees(namespace) => 404,
                     _ => ok,
                 };
-                assert_eq!(status, expected, "{who:?} {method} {path} ({namespace}): {got}");
+                assert_eq!(
+                    status, expected,
+                    "{who:?} {method} {path} ({namespace}): {got}"
+                );
                 if expected >= 400 {
                     assert_problem(status, &got, expected);
                 }
@@ -299,10 +388,18 @@ async fn every_route_answers_every_kind_of_caller_as_its_key_allows() {
         assert_eq!(status, expected, "{who:?} batch: {got}");
         if expected == 200 {
             let item = got["results"][0]["status"].as_u64().unwrap();
-            assert_eq!(item, if who.sees("com.a.") { 200 } else { 404 }, "{who:?}: {got}");
+            assert_eq!(
+                item,
+                if who.sees("com.a.") { 200 } else { 404 },
+                "{who:?}: {got}"
+            );
         }
         let (status, _, _) = call(&app, token.as_deref(), Method::GET, "/v1/jobs", None).await;
-        assert_eq!(status, if who.role().is_some() { 200 } else { 401 }, "{who:?} list");
+        assert_eq!(
+            status,
+            if who.role().is_some() { 200 } else { 401 },
+            "{who:?} list"
+        );
         // Webhooks are admin business; the com.a admin's own is visible to it, the root
         // key's (every namespace) is not.
         let retry = uuid::Uuid::now_v7();
@@ -310,9 +407,21 @@ async fn every_route_answers_every_kind_of_caller_as_its_key_allows() {
             (Method::GET, "/v1/webhooks".into(), 200),
             (Method::GET, format!("/v1/webhooks/{hook_a}"), 200),
             (Method::GET, format!("/v1/webhooks/{hook_root}"), 404),
-            (Method::GET, format!("/v1/webhooks/{hook_root}/deliveries"), 404),
-            (Method::GET, format!("/v1/webhooks/{hook_a}/deliveries"), 200),
-            (Method::POST, format!("/v1/webhooks/{hook_root}/deliveries/{retry}/retry"), 404),
+            (
+                Method::GET,
+                format!("/v1/webhooks/{hook_root}/deliveries"),
+                404,
+            ),
+            (
+                Method::GET,
+                format!("/v1/webhooks/{hook_a}/deliveries"),
+                200,
+            ),
+            (
+                Method::POST,
+                format!("/v1/webhooks/{hook_root}/deliveries/{retry}/retry"),
+                404,
+            ),
             (Method::DELETE, format!("/v1/webhooks/{hook_root}"), 404),
         ];
         for (method, path, for_admin) in webhook_routes {
@@ -328,8 +437,14 @@ async fn every_route_answers_every_kind_of_caller_as_its_key_allows() {
     }
     assert!(checked > 9 * 30, "{checked} checks");
     // The root key still sees its webhook, which the com.a admin could not delete.
-    let (status, _, _) =
-        call(&app, Some(&t.root), Method::GET, &format!("/v1/webhooks/{hook_root}"), None).await;
+    let (status, _, _) = call(
+        &app,
+        Some(&t.root),
+        Method::GET,
+        &format!("/v1/webhooks/{hook_root}"),
+        None,
+    )
+    .await;
     assert_eq!(status, 200);
 }
 
@@ -346,14 +461,30 @@ async fn a_reader_cannot_learn_that_a_job_of_another_namespace_exists() {
     // exist (the same status and problem type; the detail names only the id asked for).
     for (existing, missing) in [
         (format!("/v1/jobs/{b}"), format!("/v1/jobs/{unknown}")),
-        (format!("/v1/jobs/{b}/tasks"), format!("/v1/jobs/{unknown}/tasks")),
-        (format!("/v1/jobs/{b}/tasks/{tb}"), format!("/v1/jobs/{unknown}/tasks/{tb}")),
-        (format!("/v1/jobs/{b}/history"), format!("/v1/jobs/{unknown}/history")),
-        (format!("/v1/jobs/{b}/tasks/{tb}/history"), format!("/v1/jobs/{unknown}/tasks/{tb}/history")),
+        (
+            format!("/v1/jobs/{b}/tasks"),
+            format!("/v1/jobs/{unknown}/tasks"),
+        ),
+        (
+            format!("/v1/jobs/{b}/tasks/{tb}"),
+            format!("/v1/jobs/{unknown}/tasks/{tb}"),
+        ),
+        (
+            format!("/v1/jobs/{b}/history"),
+            format!("/v1/jobs/{unknown}/history"),
+        ),
+        (
+            format!("/v1/jobs/{b}/tasks/{tb}/history"),
+            format!("/v1/jobs/{unknown}/tasks/{tb}/history"),
+        ),
     ] {
         let (s1, p1, _) = call(&app, reader, Method::GET, &existing, None).await;
         let (s2, p2, _) = call(&app, reader, Method::GET, &missing, None).await;
-        assert_eq!((s1, &p1["type"]), (s2, &p2["type"]), "{existing}: {p1} vs {p2}");
+        assert_eq!(
+            (s1, &p1["type"]),
+            (s2, &p2["type"]),
+            "{existing}: {p1} vs {p2}"
+        );
         assert_eq!(s1, 404);
         assert_eq!(
             p1["detail"].as_str().unwrap().replace(&b, "ID"),
@@ -361,11 +492,26 @@ async fn a_reader_cannot_learn_that_a_job_of_another_namespace_exists() {
         );
     }
     // Lists and their totals leave the com.b jobs out, whatever the filter.
-    for query in ["", "?namespace=com.b.mail", "?status=pending", "?sort=namespace&size=1000"] {
-        let (status, page, _) = call(&app, reader, Method::GET, &format!("/v1/jobs{query}"), None).await;
+    for query in [
+        "",
+        "?namespace=com.b.mail",
+        "?status=pending",
+        "?sort=namespace&size=1000",
+    ] {
+        let (status, page, _) =
+            call(&app, reader, Method::GET, &format!("/v1/jobs{query}"), None).await;
         assert_eq!(status, 200);
-        let ids: Vec<&str> = page["jobs"].as_array().unwrap().iter().map(|j| j["id"].as_str().unwrap()).collect();
-        let expected: Vec<&str> = if query.contains("com.b") { vec![] } else { vec![a.as_str()] };
+        let ids: Vec<&str> = page["jobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|j| j["id"].as_str().unwrap())
+            .collect();
+        let expected: Vec<&str> = if query.contains("com.b") {
+            vec![]
+        } else {
+            vec![a.as_str()]
+        };
         assert_eq!(ids, expected, "{query}");
         assert_eq!(page["total_items"], expected.len(), "{query}: {page}");
     }
@@ -382,15 +528,31 @@ async fn a_reader_cannot_learn_that_a_job_of_another_namespace_exists() {
     )
     .await;
     let r = &got["results"];
-    assert_eq!((r[0]["status"].as_u64(), r[1]["status"].as_u64()), (Some(404), Some(404)), "{got}");
+    assert_eq!(
+        (r[0]["status"].as_u64(), r[1]["status"].as_u64()),
+        (Some(404), Some(404)),
+        "{got}"
+    );
     assert_eq!(r[0]["error"]["type"], r[1]["error"]["type"]);
     // Nothing changed in com.b.
-    let (_, job, _) = call(&app, Some(&t.root), Method::GET, &format!("/v1/jobs/{b}"), None).await;
+    let (_, job, _) = call(
+        &app,
+        Some(&t.root),
+        Method::GET,
+        &format!("/v1/jobs/{b}"),
+        None,
+    )
+    .await;
     assert_eq!(job["job"]["status"], "pending");
     // Webhooks: the com.a admin sees only its own.
     let mine = webhook(&app, &t.admin).await;
     let (_, list, _) = call(&app, Some(&t.admin), Method::GET, "/v1/webhooks", None).await;
-    let ids: Vec<&str> = list["webhooks"].as_array().unwrap().iter().map(|w| w["id"].as_str().unwrap()).collect();
+    let ids: Vec<&str> = list["webhooks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["id"].as_str().unwrap())
+        .collect();
     assert_eq!(ids, [mine.as_str()]);
     assert!(!list.to_string().contains(&hook_root));
 }
@@ -401,7 +563,10 @@ async fn the_dashboard_signs_in_into_a_cookie_that_authorizes_like_the_header() 
     let (a, _) = fixture(&app, &t.root, "com.a.mail").await;
     fixture(&app, &t.root, "com.b.mail").await;
     let post_session = |token: &str, proto: Option<&str>| {
-        let mut rb = app.http.post(app.url("/session")).json(&json!({"token": token}));
+        let mut rb = app
+            .http
+            .post(app.url("/session"))
+            .json(&json!({"token": token}));
         if let Some(p) = proto {
             rb = rb.header("x-forwarded-proto", p);
         }
@@ -413,13 +578,21 @@ async fn the_dashboard_signs_in_into_a_cookie_that_authorizes_like_the_header() 
     let res = post_session(&t.writer, None).await.unwrap();
     assert_eq!(res.status(), 204);
     let cookie = res.headers()["set-cookie"].to_str().unwrap().to_owned();
-    assert!(cookie.starts_with(&format!("pa_session={}", t.writer)), "{cookie}");
+    assert!(
+        cookie.starts_with(&format!("pa_session={}", t.writer)),
+        "{cookie}"
+    );
     for attr in ["HttpOnly", "SameSite=Strict", "Path=/"] {
         assert!(cookie.contains(attr), "{cookie}");
     }
     assert!(!cookie.contains("Secure"), "plain http: {cookie}");
     let https = post_session(&t.writer, Some("https")).await.unwrap();
-    assert!(https.headers()["set-cookie"].to_str().unwrap().contains("; Secure"));
+    assert!(
+        https.headers()["set-cookie"]
+            .to_str()
+            .unwrap()
+            .contains("; Secure")
+    );
     let session = format!("pa_session={}", t.writer);
     // Reads by cookie see what the key sees.
     let list: Value = app
@@ -437,7 +610,14 @@ async fn the_dashboard_signs_in_into_a_cookie_that_authorizes_like_the_header() 
     // A change by cookie needs the server's own Origin (CSRF); by header it does not.
     let note = json!({"message": "from the dashboard"});
     let path = app.url(&format!("/v1/jobs/{a}/history"));
-    let no_origin = app.http.post(&path).header("cookie", &session).json(&note).send().await.unwrap();
+    let no_origin = app
+        .http
+        .post(&path)
+        .header("cookie", &session)
+        .json(&note)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(no_origin.status(), 403);
     let foreign = app
         .http
@@ -463,13 +643,23 @@ async fn the_dashboard_signs_in_into_a_cookie_that_authorizes_like_the_header() 
     let out = app.http.delete(app.url("/session")).send().await.unwrap();
     assert_eq!(out.status(), 204);
     let cleared = out.headers()["set-cookie"].to_str().unwrap();
-    assert!(cleared.starts_with("pa_session=;") && cleared.contains("Max-Age=0"), "{cleared}");
+    assert!(
+        cleared.starts_with("pa_session=;") && cleared.contains("Max-Age=0"),
+        "{cleared}"
+    );
     // A revoked key's cookie stops working within the cache bound.
     let id = Token::parse(&t.writer).unwrap().key_id().to_owned();
     assert!(keys(&app.database_url, &["revoke", &id]).status.success());
     let until = Instant::now() + portauthority_server::auth::CACHE_TTL + Duration::from_secs(5);
     loop {
-        let s = app.http.get(app.url("/v1/jobs")).header("cookie", &session).send().await.unwrap().status();
+        let s = app
+            .http
+            .get(app.url("/v1/jobs"))
+            .header("cookie", &session)
+            .send()
+            .await
+            .unwrap()
+            .status();
         if s == 401 {
             break;
         }
@@ -486,7 +676,9 @@ async fn keys_list_shows_every_key_and_never_a_token() {
     let text = String::from_utf8(out.stdout).unwrap();
     let list: Vec<Value> = serde_json::from_str(&text).unwrap();
     assert_eq!(list.len(), 7);
-    for token in [&t.root, &t.reader, &t.writer, &t.admin, &t.other, &t.revoked] {
+    for token in [
+        &t.root, &t.reader, &t.writer, &t.admin, &t.other, &t.revoked,
+    ] {
         let secret = &token[20..];
         assert!(!text.contains(secret), "a secret in keys list");
         let id = Token::parse(token).unwrap().key_id().to_owned();
@@ -497,14 +689,26 @@ async fn keys_list_shows_every_key_and_never_a_token() {
     let reader = list.iter().find(|k| k["role"] == "reader").unwrap();
     assert_eq!(reader["scope"], json!(["com.a.*"]));
     // Unknown id: not found (3); bad role: invalid (5).
-    assert_eq!(keys(&app.database_url, &["revoke", "0000000000000000"]).status.code(), Some(3));
-    let bad = keys(&app.database_url, &["create", "--role", "root", "--namespace", "*"]);
+    assert_eq!(
+        keys(&app.database_url, &["revoke", "0000000000000000"])
+            .status
+            .code(),
+        Some(3)
+    );
+    let bad = keys(
+        &app.database_url,
+        &["create", "--role", "root", "--namespace", "*"],
+    );
     assert_eq!(bad.status.code(), Some(5));
 }
 
 /// A free TCP port (another process may take it before us; the tests retry nothing).
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("0.0.0.0:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("0.0.0.0:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -515,7 +719,14 @@ async fn serve_refuses_a_public_address_without_keys_unless_told_and_then_requir
     let listen = format!("0.0.0.0:{port}");
     // No key: refused, naming both ways out.
     let out = Command::new(portauthority())
-        .args(["serve", "--listen", &listen, "--database-url", &db, "--no-worker"])
+        .args([
+            "serve",
+            "--listen",
+            &listen,
+            "--database-url",
+            &db,
+            "--no-worker",
+        ])
         .stdin(Stdio::null())
         .output()
         .expect("run serve");
@@ -528,11 +739,25 @@ async fn serve_refuses_a_public_address_without_keys_unless_told_and_then_requir
     // --insecure-no-auth: starts, warns, serves without a key.
     let mut server = portauthority_testkit::server::Process::spawn(
         portauthority(),
-        &["serve", "--listen", &listen, "--database-url", &db, "--no-worker", "--insecure-no-auth"],
+        &[
+            "serve",
+            "--listen",
+            &listen,
+            "--database-url",
+            &db,
+            "--no-worker",
+            "--insecure-no-auth",
+        ],
         dir.path(),
         "insecure",
     );
-    assert!(server.wait_for_log("listening on", Duration::from_secs(30)).await, "{}", server.log_text());
+    assert!(
+        server
+            .wait_for_log("listening on", Duration::from_secs(30))
+            .await,
+        "{}",
+        server.log_text()
+    );
     assert!(server.log_text().contains("WARN") && server.log_text().contains("--insecure-no-auth"));
     let http = portauthority_client::http_builder().build().unwrap();
     let url = format!("http://127.0.0.1:{port}/v1/jobs");
@@ -542,21 +767,46 @@ async fn serve_refuses_a_public_address_without_keys_unless_told_and_then_requir
     let token = keys_create(&db, "reader", &["*"]);
     let mut server = portauthority_testkit::server::Process::spawn(
         portauthority(),
-        &["serve", "--listen", &listen, "--database-url", &db, "--no-worker"],
+        &[
+            "serve",
+            "--listen",
+            &listen,
+            "--database-url",
+            &db,
+            "--no-worker",
+        ],
         dir.path(),
         "keyed",
     );
-    assert!(server.wait_for_log("listening on", Duration::from_secs(30)).await, "{}", server.log_text());
+    assert!(
+        server
+            .wait_for_log("listening on", Duration::from_secs(30))
+            .await,
+        "{}",
+        server.log_text()
+    );
     let res = http.get(&url).send().await.unwrap();
     assert_eq!(res.status(), 401);
     assert_eq!(res.headers()["www-authenticate"], "Bearer");
     let res = http.get(&url).bearer_auth(&token).send().await.unwrap();
     assert_eq!(res.status(), 200);
-    let healthz = http.get(format!("http://127.0.0.1:{port}/healthz")).send().await.unwrap();
+    let healthz = http
+        .get(format!("http://127.0.0.1:{port}/healthz"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(healthz.status(), 200, "health stays open");
-    let bad = http.get(&url).bearer_auth(format!("{token}x")).send().await.unwrap();
+    let bad = http
+        .get(&url)
+        .bearer_auth(format!("{token}x"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(bad.status(), 401);
     server.kill();
     let log = server.log_text();
-    assert!(!log.contains(&token[20..]), "the token's secret in the server log:\n{log}");
+    assert!(
+        !log.contains(&token[20..]),
+        "the token's secret in the server log:\n{log}"
+    );
 }

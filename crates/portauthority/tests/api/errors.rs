@@ -1088,7 +1088,13 @@ fn no_request_however_malformed_gets_a_500_or_breaks_the_counters() {
             .block_on(async {
                 tokio::time::timeout(
                     std::time::Duration::from_secs(20),
-                    raw(&app, g.method.clone(), &g.path, g.content_type, g.body.clone()),
+                    raw(
+                        &app,
+                        g.method.clone(),
+                        &g.path,
+                        g.content_type,
+                        g.body.clone(),
+                    ),
                 )
                 .await
             })

@@ -2,8 +2,8 @@
 //! through the typed client and raw HTTP. All modules compile into this one binary; what
 //! it shares with the PostgreSQL tests is in `portauthority-testkit`.
 
-mod browser;
 mod auth;
+mod browser;
 mod concurrency;
 mod contract;
 mod crash;

@@ -41,7 +41,8 @@ impl Raw {
         let res = rb.send().await.expect("watch request");
         assert_eq!(res.status(), 200, "a stream");
         assert_eq!(
-            res.headers()["content-type"], "text/event-stream",
+            res.headers()["content-type"],
+            "text/event-stream",
             "SSE content type"
         );
         Raw {
@@ -71,7 +72,10 @@ impl Raw {
                 }
                 return Some(f);
             }
-            match timeout(WAIT, self.body.next()).await.expect("a frame in time") {
+            match timeout(WAIT, self.body.next())
+                .await
+                .expect("a frame in time")
+            {
                 Some(Ok(chunk)) => self.buf.push_str(&String::from_utf8_lossy(&chunk)),
                 _ => return None,
             }
@@ -127,7 +131,10 @@ async fn a_watch_starts_with_retry_and_its_position_and_sends_keep_alives() {
     let (job, _) = app.job_with_tasks("com.shipyard.sse", 0).await;
     let mut raw = Raw::open(&app, &format!("/v1/jobs/{}/watch", job.id), None).await;
     let hello = raw.next().await.expect("a first message");
-    assert!(hello.retry.is_some(), "retry on the first message: {hello:?}");
+    assert!(
+        hello.retry.is_some(),
+        "retry on the first message: {hello:?}"
+    );
     assert!(hello.id.is_some(), "the start position: {hello:?}");
     let quiet = raw.next().await.expect("a keep-alive");
     assert_eq!(quiet.comment.as_deref(), Some("keep-alive"), "{quiet:?}");
@@ -165,11 +172,19 @@ async fn streams_past_the_cap_are_refused_with_503_until_one_closes() {
     // for a while.
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
-        let res = app.http.get(app.url("/v1/watch")).send().await.expect("sent");
+        let res = app
+            .http
+            .get(app.url("/v1/watch"))
+            .send()
+            .await
+            .expect("sent");
         if res.status() == 200 {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "the slot never came back");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the slot never came back"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -189,7 +204,10 @@ async fn a_job_watch_sends_every_change_in_order_and_resumes_with_no_gap_and_no_
                 .await
                 .expect("tasks");
             for t in &tasks {
-                client.set_task(job.id, t.id, Status::Completed).await.expect("done");
+                client
+                    .set_task(job.id, t.id, Status::Completed)
+                    .await
+                    .expect("done");
             }
         })
     };
@@ -255,7 +273,10 @@ async fn a_namespace_watch_applies_the_list_filters() {
     let mut seen = 0;
     while let Some((_, c)) = raw.change().await {
         assert_eq!(c.job.id, wanted.id, "only the job that passes: {c:?}");
-        assert!(matches!(c.job.status, Status::InProgress | Status::Completed));
+        assert!(matches!(
+            c.job.status,
+            Status::InProgress | Status::Completed
+        ));
         seen += 1;
         if c.job.status == Status::Completed && c.event.task_id.is_none() {
             break;
@@ -302,13 +323,19 @@ async fn a_client_that_stops_reading_is_sent_resync_and_does_not_hold_up_another
         want += 3000;
         let deadline = tokio::time::Instant::now() + WAIT;
         while read.load(std::sync::atomic::Ordering::SeqCst) < want {
-            assert!(tokio::time::Instant::now() < deadline, "the reading client stalled");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the reading client stalled"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
     let mut last = hello.id.clone().unwrap();
     let resync = loop {
-        let f = slow.next().await.expect("the stream ends with resync, not silence");
+        let f = slow
+            .next()
+            .await
+            .expect("the stream ends with resync, not silence");
         match f.event.as_deref() {
             Some("change") => last = f.id.unwrap(),
             Some("resync") => break f,
@@ -332,14 +359,19 @@ async fn next_change(stream: &mut portauthority_client::WatchStream) -> (String,
 }
 
 /// A server on `database_url` at `listen`, and the sender that stops it.
-async fn serve(database_url: &str, listen: &str) -> (std::net::SocketAddr, tokio::sync::oneshot::Sender<()>) {
+async fn serve(
+    database_url: &str,
+    listen: &str,
+) -> (std::net::SocketAddr, tokio::sync::oneshot::Sender<()>) {
     let config = portauthority_server::Config {
         listen: listen.into(),
         database_url: database_url.into(),
         worker: None,
         ..Default::default()
     };
-    let app = portauthority_server::App::build(config).await.expect("app builds");
+    let app = portauthority_server::App::build(config)
+        .await
+        .expect("app builds");
     let addr = app.local_addr();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(app.run_until(async {
@@ -389,7 +421,10 @@ async fn the_typed_client_reconnects_with_last_event_id_after_the_server_restart
         }
     };
     for t in &tasks {
-        client.set_task(job.id, t.id, Status::Completed).await.expect("done");
+        client
+            .set_task(job.id, t.id, Status::Completed)
+            .await
+            .expect("done");
     }
     let mut positions = HashSet::new();
     while seqs.len() < 7 {
@@ -399,7 +434,11 @@ async fn the_typed_client_reconnects_with_last_event_id_after_the_server_restart
     }
     // created, added a, added b; a completed, the job in progress, b completed, the job
     // completed.
-    assert_eq!(seqs, (1..=7).collect::<Vec<_>>(), "no gap, no repeat across the restart");
+    assert_eq!(
+        seqs,
+        (1..=7).collect::<Vec<_>>(),
+        "no gap, no repeat across the restart"
+    );
     drop(stop);
     if url.starts_with("postgres")
         && let Ok(admin) = std::env::var(portauthority_testkit::postgres::DATABASE_URL_VAR)
@@ -453,8 +492,15 @@ print(json.dumps([s for _, s in a + b]))
         .arg(job.id.to_string())
         .arg(START_OF_FEED)
         .output();
-    let out = timeout(WAIT, out).await.expect("python in time").expect("python runs");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = timeout(WAIT, out)
+        .await
+        .expect("python in time")
+        .expect("python runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let seqs: Vec<i64> = serde_json::from_slice(&out.stdout).expect("json");
     // created, 3 added, then: completed (with the job's in_progress), completed, completed
     // (with the job's completed).
